@@ -1,0 +1,3 @@
+from foldertrack.cli import main
+
+main()

@@ -1,0 +1,43 @@
+"""The pytest plug-in the whole suite shares (``-p foldertrack.testing.pytest_plugin``).
+
+It fails any test that leaves threads behind, and re-exports the fixture modules each part owns.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from foldertrack.testing.fixtures_db import *  # noqa: F403
+from foldertrack.testing.fixtures_rules import *  # noqa: F403
+from foldertrack.testing.fixtures_simulator import *  # noqa: F403
+
+
+def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, message: str = "condition"):
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail the test if it leaves a thread running that it started (servers must stop by themselves)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5.0
+    while True:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    if leaked:
+        pytest.fail(f"test leaked threads: {sorted(t.name for t in leaked)}")
