@@ -1,0 +1,1 @@
+"""Talking to Exchange over EWS with exchangelib: connection, folder hierarchy, item fetch and conversion."""

@@ -1,0 +1,84 @@
+"""A mailbox's folder tree, read with SyncFolderHierarchy, so rule paths can be resolved to folder ids.
+
+Paths are relative to the top of the information store (``msgfolderroot``) and use ``/`` between names,
+like the rules: ``Inbox/Customers/Contoso``. Names compare case-insensitively, as Exchange does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from exchangelib import Account
+
+
+@dataclass(frozen=True)
+class FolderNode:
+    id: str
+    name: str
+    parent_id: str | None
+    folder_class: str | None = None
+
+
+@dataclass
+class FolderTree:
+    """Folder ids, names and parents of one mailbox; ``root_id`` is ``msgfolderroot``."""
+
+    root_id: str
+    nodes: dict[str, FolderNode] = field(default_factory=dict)
+    sync_state: str | None = None
+
+    def path_of(self, folder_id: str) -> str | None:
+        """The folder's current path, or None when it is not (or no longer) under the root."""
+        names: list[str] = []
+        seen: set[str] = set()
+        current = folder_id
+        while current != self.root_id:
+            node = self.nodes.get(current)
+            if node is None or current in seen:
+                return None
+            seen.add(current)
+            names.append(node.name)
+            current = node.parent_id or ""
+        return "/".join(reversed(names))
+
+    def find(self, path: str) -> str | None:
+        """The id of the folder at ``path`` (case-insensitive), or None."""
+        current = self.root_id
+        for part in [p for p in path.split("/") if p]:
+            wanted = part.casefold()
+            match = next((n.id for n in self.children(current) if n.name.casefold() == wanted), None)
+            if match is None:
+                return None
+            current = match
+        return current
+
+    def children(self, folder_id: str) -> list[FolderNode]:
+        return sorted((n for n in self.nodes.values() if n.parent_id == folder_id), key=lambda n: n.name.casefold())
+
+    def descendants(self, folder_id: str) -> Iterator[FolderNode]:
+        for child in self.children(folder_id):
+            yield child
+            yield from self.descendants(child.id)
+
+    def apply(self, change_type: str, folder_id: str, node: FolderNode | None) -> None:
+        if change_type == "delete":
+            self.nodes.pop(folder_id, None)
+        elif node is not None:
+            self.nodes[folder_id] = node
+
+
+def load_tree(account: Account, tree: FolderTree | None = None) -> FolderTree:
+    """Read (or bring up to date) the folder tree with SyncFolderHierarchy from ``msgfolderroot``."""
+    root = account.msg_folder_root
+    if tree is None or tree.root_id != root.id:
+        tree = FolderTree(root_id=root.id)
+    changes = root.sync_hierarchy(sync_state=tree.sync_state, only_fields=["name", "parent_folder_id", "folder_class"])
+    for change_type, folder in changes:
+        if change_type == "delete":
+            tree.apply("delete", folder.id, None)
+            continue
+        parent = folder.parent_folder_id.id if folder.parent_folder_id else None
+        tree.apply(change_type, folder.id, FolderNode(folder.id, folder.name or "", parent, folder.folder_class))
+    tree.sync_state = root.folder_sync_state
+    return tree

@@ -1,0 +1,99 @@
+"""The one retry layer: which failures are transient, and how long to wait before the next attempt.
+
+Work is never retried in a blocking loop: the dispatcher re-schedules it, after the delay computed here
+with tenacity's exponential back-off with jitter. ``ErrorServerBusy`` carries the server's own back-off,
+which wins over ours and applies to that mailbox only.
+"""
+
+from __future__ import annotations
+
+import requests
+import tenacity
+from exchangelib.errors import (
+    ErrorExpiredSubscription,
+    ErrorInternalServerTransientError,
+    ErrorInvalidSubscription,
+    ErrorMailboxMoveInProgress,
+    ErrorMailboxStoreUnavailable,
+    ErrorMissedNotificationEvents,
+    ErrorReadEventsFailed,
+    ErrorServerBusy,
+    ErrorSubscriptionNotFound,
+    ErrorTimeoutExpired,
+    ErrorTooManyObjectsOpened,
+    RateLimitError,
+    TransportError,
+    UnauthorizedError,
+)
+
+from foldertrack.errors import DatabaseError, TransientSinkError
+
+#: Subscription errors after which we resubscribe (never with an old watermark).
+RESUBSCRIBE_ERRORS: tuple[type[Exception], ...] = (
+    ErrorSubscriptionNotFound,
+    ErrorInvalidSubscription,
+    ErrorExpiredSubscription,
+    ErrorMissedNotificationEvents,
+    ErrorReadEventsFailed,
+)
+
+#: Failures worth another attempt later. A raw ``requests`` exception is what a dropped stream looks like.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    ErrorServerBusy,
+    ErrorInternalServerTransientError,
+    ErrorMailboxMoveInProgress,
+    ErrorMailboxStoreUnavailable,
+    ErrorTimeoutExpired,
+    ErrorTooManyObjectsOpened,
+    RateLimitError,
+    TransportError,
+    requests.exceptions.RequestException,
+    ConnectionError,
+    TimeoutError,
+    TransientSinkError,
+    DatabaseError,
+    *RESUBSCRIBE_ERRORS,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when the same work may succeed later without anyone changing anything."""
+    if isinstance(exc, UnauthorizedError):
+        return False
+    return isinstance(exc, TRANSIENT_ERRORS) or _is_database_outage(exc)
+
+
+def _is_database_outage(exc: BaseException) -> bool:
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def server_back_off(exc: BaseException) -> float | None:
+    """The back-off (seconds) the server asked for, from ``ErrorServerBusy``'s ``BackOffMilliseconds``."""
+    if isinstance(exc, ErrorServerBusy) and exc.back_off:
+        return float(exc.back_off)
+    if isinstance(exc, ErrorServerBusy):
+        return 1.0
+    return None
+
+
+class Backoff:
+    """Exponential back-off with jitter, computed by tenacity, for work that the dispatcher re-schedules."""
+
+    def __init__(self, initial: float = 0.5, maximum: float = 60.0, jitter: float = 0.5):
+        self._wait = tenacity.wait_exponential_jitter(initial=initial, max=maximum, jitter=jitter)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` ≥ 1 failures so far)."""
+        state = tenacity.RetryCallState(retry_object=tenacity.Retrying(), fn=None, args=(), kwargs={})
+        state.attempt_number = max(1, attempt)
+        return float(self._wait(state))
+
+
+def describe(exc: BaseException) -> str:
+    """One line for logs and the dead-letter table: the EWS code (exception class) and message, no secrets."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:1000] if text else type(exc).__name__

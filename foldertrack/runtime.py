@@ -1,0 +1,60 @@
+"""Assemble a watcher from a configuration: database, sink plug-in, Exchange connector, options.
+
+Kept apart from the CLI so ``run``, ``demo``, ``retry``, the benchmarks and tests build it the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from foldertrack.config import Config
+from foldertrack.exchange.connection import ExchangeConnector, ExchangeSettings
+from foldertrack.sinks.registry import load_sink
+from foldertrack.state.database import open_database
+from foldertrack.watch.daemon import Watcher, WatchOptions
+
+
+def exchange_settings(config: Config) -> ExchangeSettings:
+    """Connection settings with the secret revealed, for exchangelib only; raises ConfigError if incomplete."""
+    exchange = config.exchange
+    exchange.require_connectable()
+    secret = exchange.require_client_secret() if exchange.auth == "oauth2" else exchange.require_password()
+    return ExchangeSettings(
+        endpoint=exchange.endpoint or "",
+        auth=exchange.auth,
+        username=exchange.username or exchange.oauth2_client_id or "",
+        password=secret.reveal(),
+        access=exchange.access,
+        version=exchange.version,
+        verify_tls=exchange.verify_tls,
+        oauth2_tenant_id=exchange.oauth2_tenant_id,
+        oauth2_client_id=exchange.oauth2_client_id,
+    )
+
+
+def watch_options(config: Config, **overrides) -> WatchOptions:
+    options = WatchOptions(
+        rules_dir=config.rules.dir,
+        poll_interval=config.watch.poll_interval,
+        safety_sync_interval=config.watch.safety_sync_interval,
+        workers=config.watch.workers,
+        debounce=config.watch.debounce,
+        max_attempts=config.watch.max_attempts,
+        max_attachment_bytes=config.sink.max_attachment_bytes,
+    )
+    return replace(options, **overrides) if overrides else options
+
+
+def pool_size(config: Config, options: WatchOptions, streams: int = 5) -> int:
+    """HTTP sessions: every streaming connection holds one for its whole life; each worker needs one more."""
+    return config.exchange.max_connections or (streams + options.workers + 2)
+
+
+def build_watcher(config: Config, **overrides) -> Watcher:
+    """A ready-to-start watcher for ``config``; raises ConfigError / SchemaOutOfDateError / DatabaseError."""
+    options = watch_options(config, **overrides)
+    settings = exchange_settings(config)
+    engine = open_database(config.database.url)
+    sink = load_sink(config.sink.name, config, engine)
+    connector = ExchangeConnector(settings, max_connections=pool_size(config, options))
+    return Watcher(options, engine, connector, sink)

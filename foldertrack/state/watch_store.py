@@ -1,0 +1,385 @@
+"""The watcher's own state: tracked folders and their sync states, the ledger, activity links, conflicts,
+dead letters and mailbox health. Functions take a connection so a caller can put several writes (and the
+SQL sink's) into one transaction: that is what makes tracking exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy.engine import Row
+
+from foldertrack.state.schema import (
+    activity_links,
+    conflicts,
+    dead_letters,
+    ledger,
+    subscription_health,
+    tracked_folders,
+)
+from foldertrack.state.types import utcnow
+
+
+@dataclass(frozen=True)
+class FolderPlan:
+    """What the daemon wants a tracked_folders row to say."""
+
+    mailbox: str
+    folder_id: str
+    configured_path: str
+    current_path: str
+    rule_source: str
+    parent_rule_path: str | None
+    status: str  # active | stale_path
+
+
+# -- tracked folders -----------------------------------------------------------------------------------------
+
+
+def pins(conn: Connection, mailbox: str) -> dict[str, str]:
+    """Configured path → folder id, for folders a rule resolved to directly (not via a pattern)."""
+    rows = conn.execute(
+        select(tracked_folders.c.configured_path, tracked_folders.c.folder_id).where(
+            tracked_folders.c.mailbox == mailbox,
+            tracked_folders.c.parent_rule_path.is_(None),
+            tracked_folders.c.status != "retired",
+        )
+    )
+    return {path: folder_id for path, folder_id in rows}
+
+
+def apply_plan(
+    conn: Connection, mailbox: str, plans: Iterable[FolderPlan], deleted: Iterable[str] = ()
+) -> list[str]:
+    """Make the mailbox's rows match ``plans``; rows not planned are retired (their sync state is kept, so a
+    rule that comes back resumes). Returns folder ids that are newly tracked (need a backfill pass)."""
+    existing = {
+        r.folder_id: r
+        for r in conn.execute(select(tracked_folders).where(tracked_folders.c.mailbox == mailbox))
+    }
+    now = utcnow()
+    new: list[str] = []
+    planned: set[str] = set()
+    for plan in plans:
+        planned.add(plan.folder_id)
+        values = dict(
+            configured_path=plan.configured_path,
+            current_path=plan.current_path,
+            rule_source=plan.rule_source,
+            parent_rule_path=plan.parent_rule_path,
+            status=plan.status,
+            updated_at=now,
+        )
+        row = existing.get(plan.folder_id)
+        if row is None:
+            conn.execute(
+                insert(tracked_folders).values(
+                    mailbox=mailbox,
+                    folder_id=plan.folder_id,
+                    sync_state=None,
+                    backfill_done=False,
+                    created_at=now,
+                    **values,
+                )
+            )
+            new.append(plan.folder_id)
+        else:
+            if row.status == "retired":
+                new.append(plan.folder_id)
+            if any(getattr(row, k) != v for k, v in values.items() if k != "updated_at"):
+                conn.execute(update(tracked_folders).where(tracked_folders.c.id == row.id).values(**values))
+    deleted = set(deleted)
+    for folder_id, row in existing.items():
+        if folder_id in planned:
+            continue
+        status = "deleted" if folder_id in deleted else "retired"
+        if row.status != status:
+            conn.execute(
+                update(tracked_folders)
+                .where(tracked_folders.c.id == row.id)
+                .values(status=status, updated_at=now)
+            )
+    return new
+
+
+def folder(conn: Connection, mailbox: str, folder_id: str) -> Row | None:
+    return conn.execute(
+        select(tracked_folders).where(
+            tracked_folders.c.mailbox == mailbox, tracked_folders.c.folder_id == folder_id
+        )
+    ).first()
+
+
+def advance_sync_state(
+    conn: Connection, row_id: int, expected: str | None, new: str, *, backfill_done: bool
+) -> bool:
+    """Compare-and-set the folder's sync state; False when someone else advanced it meanwhile."""
+    condition = (
+        tracked_folders.c.sync_state.is_(None)
+        if expected is None
+        else tracked_folders.c.sync_state == expected
+    )
+    now = utcnow()
+    result = conn.execute(
+        update(tracked_folders)
+        .where(tracked_folders.c.id == row_id, condition)
+        .values(sync_state=new, backfill_done=backfill_done, last_sync_at=now, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def reset_sync_state(conn: Connection, row_id: int) -> None:
+    conn.execute(update(tracked_folders).where(tracked_folders.c.id == row_id).values(sync_state=None))
+
+
+def touch_event(conn: Connection, mailbox: str, folder_id: str, at: datetime) -> None:
+    conn.execute(
+        update(tracked_folders)
+        .where(tracked_folders.c.mailbox == mailbox, tracked_folders.c.folder_id == folder_id)
+        .values(last_event_at=at)
+    )
+
+
+def mark_folder_deleted(conn: Connection, mailbox: str, folder_id: str) -> None:
+    conn.execute(
+        update(tracked_folders)
+        .where(tracked_folders.c.mailbox == mailbox, tracked_folders.c.folder_id == folder_id)
+        .values(status="deleted", updated_at=utcnow())
+    )
+
+
+# -- ledger and links ----------------------------------------------------------------------------------------
+
+
+def ledger_entry(conn: Connection, mailbox: str, mail_key: str, folder_id: str) -> Row | None:
+    return conn.execute(
+        select(ledger).where(
+            ledger.c.mailbox == mailbox, ledger.c.mail_key == mail_key, ledger.c.folder_id == folder_id
+        )
+    ).first()
+
+
+def ledger_by_item(conn: Connection, mailbox: str, folder_id: str, item_id: str) -> Row | None:
+    return conn.execute(
+        select(ledger).where(
+            ledger.c.mailbox == mailbox, ledger.c.item_id == item_id, ledger.c.folder_id == folder_id
+        )
+    ).first()
+
+
+def present_item_ids(conn: Connection, mailbox: str, folder_id: str) -> set[str]:
+    rows = conn.execute(
+        select(ledger.c.item_id).where(
+            ledger.c.mailbox == mailbox, ledger.c.folder_id == folder_id, ledger.c.state == "present"
+        )
+    )
+    return {r[0] for r in rows}
+
+
+def ledger_present(conn: Connection, mailbox: str, mail_key: str, folder_id: str, item_id: str) -> None:
+    now = utcnow()
+    entry = ledger_entry(conn, mailbox, mail_key, folder_id)
+    if entry is None:
+        conn.execute(
+            insert(ledger).values(
+                mailbox=mailbox,
+                mail_key=mail_key,
+                folder_id=folder_id,
+                item_id=item_id,
+                activity_key=mail_key,
+                state="present",
+                first_seen_at=now,
+                updated_at=now,
+            )
+        )
+    else:
+        conn.execute(
+            update(ledger)
+            .where(ledger.c.id == entry.id)
+            .values(item_id=item_id, state="present", updated_at=now)
+        )
+
+
+def ledger_left(conn: Connection, entry_id: int) -> None:
+    conn.execute(update(ledger).where(ledger.c.id == entry_id).values(state="left", updated_at=utcnow()))
+
+
+def still_present(conn: Connection, activity_key: str) -> bool:
+    """True when the mail is still in some tracked folder of some mailbox."""
+    return (
+        conn.execute(
+            select(func.count())
+            .select_from(ledger)
+            .where(ledger.c.activity_key == activity_key, ledger.c.state == "present")
+        ).scalar_one()
+        > 0
+    )
+
+
+def link(conn: Connection, activity_key: str) -> Row | None:
+    return conn.execute(select(activity_links).where(activity_links.c.activity_key == activity_key)).first()
+
+
+def put_link(
+    conn: Connection,
+    activity_key: str,
+    *,
+    owner_mailbox: str,
+    owner_folder_id: str,
+    regarding,
+    state: str,
+    exists: bool,
+) -> None:
+    values = dict(
+        owner_mailbox=owner_mailbox,
+        owner_folder_id=owner_folder_id,
+        regarding_type=regarding.type if regarding else None,
+        regarding_id=regarding.id if regarding else None,
+        regarding_name=regarding.name if regarding else None,
+        state=state,
+        updated_at=utcnow(),
+    )
+    if exists:
+        conn.execute(
+            update(activity_links).where(activity_links.c.activity_key == activity_key).values(**values)
+        )
+    else:
+        conn.execute(insert(activity_links).values(activity_key=activity_key, created_at=utcnow(), **values))
+
+
+def add_conflict(
+    conn: Connection,
+    activity_key: str,
+    mailbox: str,
+    folder_id: str,
+    policy: str,
+    kept: str | None,
+    other: str | None,
+) -> None:
+    conn.execute(
+        insert(conflicts).values(
+            activity_key=activity_key,
+            mailbox=mailbox,
+            folder_id=folder_id,
+            policy=policy,
+            kept_regarding=kept,
+            other_regarding=other,
+            at=utcnow(),
+        )
+    )
+
+
+# -- failures and dead letters -------------------------------------------------------------------------------
+
+
+def record_failure(
+    conn: Connection,
+    mailbox: str,
+    folder_id: str,
+    item_id: str,
+    error: str,
+    *,
+    max_attempts: int,
+    mail_key: str | None = None,
+    subject: str | None = None,
+) -> int:
+    """Count one more failed attempt for the item; at ``max_attempts`` it becomes a dead letter.
+    Returns the attempts so far. Runs in the page's transaction, which commits even when the page's
+    sync state is not advanced."""
+    now = utcnow()
+    if True:
+        row = conn.execute(
+            select(dead_letters).where(
+                dead_letters.c.mailbox == mailbox,
+                dead_letters.c.folder_id == folder_id,
+                dead_letters.c.item_id == item_id,
+            )
+        ).first()
+        attempts = (row.attempts if row is not None and row.status == "retrying" else 0) + 1
+        status = "dead" if attempts >= max_attempts else "retrying"
+        values = dict(
+            error=error[:4000],
+            attempts=attempts,
+            last_attempt_at=now,
+            status=status,
+            mail_key=mail_key,
+            subject=(subject or None) and subject[:1000],
+        )
+        if row is None:
+            conn.execute(
+                insert(dead_letters).values(
+                    mailbox=mailbox, folder_id=folder_id, item_id=item_id, first_failed_at=now, **values
+                )
+            )
+        else:
+            conn.execute(update(dead_letters).where(dead_letters.c.id == row.id).values(**values))
+    return attempts
+
+
+def dead_item_ids(conn: Connection, mailbox: str, folder_id: str) -> set[str]:
+    rows = conn.execute(
+        select(dead_letters.c.item_id).where(
+            dead_letters.c.mailbox == mailbox,
+            dead_letters.c.folder_id == folder_id,
+            dead_letters.c.status == "dead",
+        )
+    )
+    return {r[0] for r in rows}
+
+
+def clear_failure(conn: Connection, mailbox: str, folder_id: str, item_id: str) -> None:
+    conn.execute(
+        delete(dead_letters).where(
+            dead_letters.c.mailbox == mailbox,
+            dead_letters.c.folder_id == folder_id,
+            dead_letters.c.item_id == item_id,
+            dead_letters.c.status == "retrying",
+        )
+    )
+
+
+def dead_letters_to_replay(conn: Connection, ids: Iterable[int] | None = None) -> list[Row]:
+    query = select(dead_letters).where(dead_letters.c.status == "dead")
+    if ids is not None:
+        query = query.where(dead_letters.c.id.in_(list(ids)))
+    return list(conn.execute(query.order_by(dead_letters.c.id)))
+
+
+def mark_replayed(conn: Connection, dead_letter_id: int) -> None:
+    conn.execute(
+        update(dead_letters)
+        .where(dead_letters.c.id == dead_letter_id)
+        .values(status="replayed", last_attempt_at=utcnow())
+    )
+
+
+# -- mailbox health ------------------------------------------------------------------------------------------
+
+
+def set_health(engine: Engine, mailbox: str, *, instance: str | None = None, **values) -> None:
+    """Upsert the mailbox's health row (mode, last_event_at, last_sync_at, last_error, consecutive_failures)."""
+    values["updated_at"] = utcnow()
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(subscription_health)
+            .where(subscription_health.c.mailbox == mailbox)
+            .values(instance=instance, **values)
+        )
+        if result.rowcount == 0:
+            conn.execute(insert(subscription_health).values(mailbox=mailbox, instance=instance, **values))
+
+
+def set_health_many(engine: Engine, mailboxes: Iterable[str], **values) -> None:
+    mailboxes = list(mailboxes)
+    if not mailboxes:
+        return
+    values["updated_at"] = utcnow()
+    with engine.begin() as conn:
+        conn.execute(
+            update(subscription_health)
+            .where(and_(subscription_health.c.mailbox.in_(mailboxes)))
+            .values(**values)
+        )

@@ -1,0 +1,278 @@
+"""Catch one tracked folder up with Exchange: SyncFolderItems since its saved sync state, decide, commit.
+
+Each page of changes (at most ``PAGE_SIZE``) is applied in one database transaction together with the
+sync state that follows it: activity, ledger rows and sync state commit together or not at all. A crash
+anywhere therefore resumes from the last committed page, and replaying a page changes nothing because
+the ledger knows what was done. Items that fail are retried (the page's sync state is not advanced) until
+``max_attempts``, then dead-lettered so one poison mail never holds the folder back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from exchangelib import Message
+from exchangelib.errors import ErrorFolderNotFound, ErrorInvalidSyncStateData, ErrorItemNotFound
+from exchangelib.fields import FieldPath
+from exchangelib.items import ID_ONLY
+from exchangelib.properties import FolderId
+from exchangelib.services import SyncFolderItems
+from sqlalchemy import Connection, Engine
+
+from foldertrack.errors import PermanentSinkError
+from foldertrack.exchange.connection import ExchangeConnector
+from foldertrack.exchange.convert import NotAMail, to_activity
+from foldertrack.exchange.items import fetch_items
+from foldertrack.model import Activity, RecordRef
+from foldertrack.retry import describe, is_transient
+from foldertrack.sinks.base import ActivitySink
+from foldertrack.state import watch_store as store
+from foldertrack.targets import Target
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 512
+_RECEIVED = frozenset({FieldPath(field=Message.get_field_by_fieldname("datetime_received"))})
+
+
+class ItemsNeedRetry(Exception):
+    """Some items of a page failed for the first times: the page is retried later (its state not advanced)."""
+
+
+class FolderGone(Exception):
+    """The tracked folder no longer exists in Exchange."""
+
+
+@dataclass
+class SyncResult:
+    """What one catch-up did; the counts feed logs, status and metrics."""
+
+    pages: int = 0
+    tracked: int = 0
+    relinked: int = 0
+    untracked: int = 0
+    left: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    conflicts: int = 0
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (outcome, key, subject)
+
+
+@dataclass
+class SyncContext:
+    """What the synchroniser needs from the daemon; ``resolve_address`` maps an address to a known record."""
+
+    engine: Engine
+    connector: ExchangeConnector
+    sink: ActivitySink
+    resolve_address: Callable[[str], RecordRef | None]
+    max_attachment_bytes: int
+    max_attempts: int
+    on_tracked: Callable[[Target, Activity, str], None] | None = None
+
+
+def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
+    """Bring ``target`` up to date with Exchange; raises transient errors for the dispatcher to retry."""
+    result = SyncResult()
+    account = ctx.connector.account(target.mailbox)
+    resynced = False
+    while True:
+        with ctx.engine.connect() as conn:
+            row = store.folder(conn, target.mailbox, target.folder_id)
+        if row is None:
+            return result  # no longer tracked
+        state = row.sync_state
+        service = SyncFolderItems(account=account)
+        try:
+            changes = list(service.call(folder=FolderId(id=target.folder_id), shape=ID_ONLY,
+                                        additional_fields=_RECEIVED, sync_state=state, ignore=None,
+                                        max_changes_returned=PAGE_SIZE, sync_scope=None))
+        except ErrorInvalidSyncStateData:
+            if resynced:
+                raise
+            log.warning("%s %s: sync state rejected by Exchange; resyncing from scratch", target.mailbox, target.path)
+            with ctx.engine.begin() as conn:
+                store.reset_sync_state(conn, row.id)
+            resynced = True
+            continue
+        except ErrorFolderNotFound as exc:
+            raise FolderGone(target.folder_id) from exc
+        new_state, last_page = service.sync_state, service.includes_last_item_in_range
+        backfill_pass = state is None
+        _apply_page(ctx, target, row, state, new_state, changes, backfill_pass, last_page, result)
+        result.pages += 1
+        if last_page or new_state == state:
+            return result
+
+
+def _apply_page(ctx: SyncContext, target: Target, row, state: str | None, new_state: str, changes,
+                backfill_pass: bool, last_page: bool, result: SyncResult) -> None:
+    creates = [(item.id, getattr(item, "datetime_received", None)) for kind, item in changes if kind == "create"]
+    deletes = [item.id for kind, item in changes if kind == "delete"]
+    with ctx.engine.connect() as conn:
+        already = store.present_item_ids(conn, target.mailbox, target.folder_id)
+        dead = store.dead_item_ids(conn, target.mailbox, target.folder_id)
+    cutoff = _backfill_cutoff(target, row) if backfill_pass and not row.backfill_done else None
+    wanted: list[str] = []
+    for item_id, received in creates:
+        if item_id in already or item_id in dead:
+            continue
+        if cutoff is not None and received is not None and received < cutoff:
+            result.skipped += 1
+            continue
+        wanted.append(item_id)
+    fetched = fetch_items(ctx.connector.account(target.mailbox), wanted) if wanted else {}
+
+    activities: dict[str, Activity] = {}
+    failed: list[tuple[str, BaseException, Activity | None]] = []
+    for item_id in wanted:
+        item = fetched.get(item_id)
+        if isinstance(item, ErrorItemNotFound):
+            continue  # moved on since the sync saw it; the next sync shows where it went
+        if isinstance(item, Exception):
+            if is_transient(item):
+                raise item
+            failed.append((item_id, item, None))
+            continue
+        try:
+            activities[item_id] = to_activity(
+                item, mailbox=target.mailbox, folder_id=target.folder_id, folder_path=target.path,
+                regarding=target.record, max_attachment_bytes=ctx.max_attachment_bytes,
+                resolve_address=ctx.resolve_address)
+        except NotAMail as exc:
+            log.info("%s %s: skipping item that is not a mail (%s)", target.mailbox, target.path, exc)
+            result.skipped += 1
+        except Exception as exc:  # a malformed mail must not stop the folder
+            if is_transient(exc):
+                raise
+            failed.append((item_id, exc, None))
+
+    with ctx.engine.begin() as conn:
+        for item_id, activity in activities.items():
+            try:
+                with conn.begin_nested():
+                    outcome = _track(ctx, conn, target, item_id, activity)
+            except PermanentSinkError as exc:
+                failed.append((item_id, exc, activity))
+                continue
+            _count(result, outcome, activity)
+            store.clear_failure(conn, target.mailbox, target.folder_id, item_id)
+        for item_id in deletes:
+            _left(ctx, conn, target, item_id, result)
+        retry_later = _record_failures(ctx, conn, target, failed, result)
+        advanced = True
+        if not retry_later:
+            done = row.backfill_done or last_page
+            advanced = store.advance_sync_state(conn, row.id, state, new_state, backfill_done=done)
+        if not advanced:
+            conn.rollback()  # someone else applied this page already
+    if not advanced:
+        log.info("%s %s: sync state moved on meanwhile; page discarded", target.mailbox, target.path)
+        return
+    if retry_later:
+        raise ItemsNeedRetry(f"{len(failed)} item(s) in {target.path} failed; will retry")
+
+
+def _backfill_cutoff(target: Target, row) -> datetime | None:
+    """Mails received before this are not backfilled (``backfill: false`` or ``backfill_since``)."""
+    rule = target.rule
+    since: timedelta | None = getattr(rule, "backfill_since", None)
+    if since is not None:
+        return datetime.now(UTC) - since
+    if not getattr(rule, "backfill", True):
+        created = row.created_at
+        return created if created.tzinfo else created.replace(tzinfo=UTC)
+    return None
+
+
+def _record_failures(ctx: SyncContext, conn: Connection, target: Target, failed, result: SyncResult) -> bool:
+    """Count the failures; True when at least one item still has attempts left (retry the page)."""
+    retry_later = False
+    for item_id, exc, activity in failed:
+        attempts = store.record_failure(
+            conn, target.mailbox, target.folder_id, item_id, describe(exc), max_attempts=ctx.max_attempts,
+            mail_key=activity.key if activity else None, subject=activity.subject if activity else None)
+        if attempts >= ctx.max_attempts:
+            log.error("%s %s: item dead-lettered after %d attempts: %s", target.mailbox, target.path, attempts,
+                      describe(exc))
+            result.dead_lettered += 1
+        else:
+            log.warning("%s %s: item failed (attempt %d of %d): %s", target.mailbox, target.path, attempts,
+                        ctx.max_attempts, describe(exc))
+            retry_later = True
+    return retry_later
+
+
+def _count(result: SyncResult, outcome: str, activity: Activity) -> None:
+    if outcome == "tracked":
+        result.tracked += 1
+    elif outcome == "relinked":
+        result.relinked += 1
+    elif outcome == "conflict":
+        result.conflicts += 1
+    if outcome != "unchanged":
+        result.events.append((outcome, activity.key, activity.subject or ""))
+
+
+def _track(ctx: SyncContext, conn: Connection, target: Target, item_id: str, activity: Activity) -> str:
+    """The mail is in a tracked folder: record it and decide its activity's regarding (DESIGN semantics)."""
+    key = activity.key
+    entry = store.ledger_entry(conn, target.mailbox, key, target.folder_id)
+    if entry is not None and entry.state == "present" and entry.item_id == item_id:
+        return "unchanged"
+    store.ledger_present(conn, target.mailbox, key, target.folder_id, item_id)
+    current = store.link(conn, key)
+    policy = getattr(target.rule, "duplicates", "first_wins")
+    outcome = "tracked"
+    if current is not None:
+        same_owner = current.owner_mailbox == target.mailbox
+        takes_over = same_owner or current.state == "untracked" or policy == "last_wins"
+        previous = _regarding_of(current)
+        if previous != target.record and not same_owner and current.state == "tracked":
+            store.add_conflict(conn, key, target.mailbox, target.folder_id, policy,
+                               kept=str(target.record) if takes_over and target.record else
+                               (str(previous) if previous else None),
+                               other=(str(previous) if previous else None) if takes_over else
+                               (str(target.record) if target.record else None))
+            outcome = "conflict" if not takes_over else "relinked"
+        if not takes_over:
+            return outcome
+        if outcome == "tracked":
+            outcome = "relinked" if previous != target.record or current.state == "untracked" else "refiled"
+    store.put_link(conn, key, owner_mailbox=target.mailbox, owner_folder_id=target.folder_id,
+                   regarding=target.record, state="tracked", exists=current is not None)
+    sink_conn = conn if ctx.sink.shares_state_database else None
+    ctx.sink.upsert(replace(activity, regarding=target.record, state="tracked"), sink_conn)
+    if ctx.on_tracked is not None:
+        ctx.on_tracked(target, activity, outcome)
+    return outcome
+
+
+def _left(ctx: SyncContext, conn: Connection, target: Target, item_id: str, result: SyncResult) -> None:
+    """The item left the folder (moved out, deleted, or moved to another tracked folder)."""
+    entry = store.ledger_by_item(conn, target.mailbox, target.folder_id, item_id)
+    if entry is None or entry.state != "present":
+        return
+    store.ledger_left(conn, entry.id)
+    result.left += 1
+    if getattr(target.rule, "on_leave", "keep") != "untrack":
+        return
+    current = store.link(conn, entry.activity_key)
+    if current is None or current.state != "tracked" or current.owner_mailbox != target.mailbox:
+        return
+    if store.still_present(conn, entry.activity_key):
+        return  # moved to another tracked folder: that folder's sync re-links it
+    store.put_link(conn, entry.activity_key, owner_mailbox=current.owner_mailbox,
+                   owner_folder_id=current.owner_folder_id, regarding=None, state="untracked", exists=True)
+    ctx.sink.untrack(entry.activity_key, conn if ctx.sink.shares_state_database else None)
+    result.untracked += 1
+    result.events.append(("untracked", entry.activity_key, ""))
+
+
+def _regarding_of(row) -> RecordRef | None:
+    if row.regarding_type is None:
+        return None
+    return RecordRef(row.regarding_type, row.regarding_id, row.regarding_name)

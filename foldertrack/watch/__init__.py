@@ -1,0 +1,1 @@
+"""Watching mailboxes: streaming notifications, the polling fallback, the work dispatcher and the daemon."""

@@ -1,0 +1,482 @@
+"""The watcher daemon: rules → tracked folders → subscriptions → catch-up syncs → activities.
+
+Threads: one per streaming connection (only enqueue), the dispatcher's workers (all EWS and database
+work), one timer (polling fallback, safety-net syncs, stalled-stream detection) and watchdog's observer
+for the rules directory. ``Watcher.check()`` tells a supervisor whether every thread is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from exchangelib.errors import ErrorServerBusy
+from exchangelib.properties import FolderId
+from exchangelib.services import SubscribeToStreaming, Unsubscribe
+from sqlalchemy import Engine
+
+from foldertrack.errors import RuleError
+from foldertrack.exchange.connection import ExchangeConnector
+from foldertrack.exchange.hierarchy import load_tree
+from foldertrack.retry import Backoff, describe, is_transient, server_back_off
+from foldertrack.rules.loader import load_rules
+from foldertrack.sinks.base import ActivitySink
+from foldertrack.state import watch_store as store
+from foldertrack.state.records import RecordDirectory
+from foldertrack.sync import FolderGone, ItemsNeedRetry, SyncContext, SyncResult, catch_up
+from foldertrack.targets import Target, resolve_targets
+from foldertrack.watch.dispatcher import Dispatcher, Reschedule, WorkKey
+from foldertrack.watch.events import FolderChanged, HierarchyChanged, SubscribeMailbox
+from foldertrack.watch.mailbox import MailboxState
+from foldertrack.watch.streaming import MAX_IDS_PER_STREAM, StreamGroup, Subscription
+
+log = logging.getLogger("foldertrack.watch")
+
+EVENT_TYPES = ("CopiedEvent", "CreatedEvent", "DeletedEvent", "ModifiedEvent", "MovedEvent", "NewMailEvent")
+POLL_AFTER_FAILURES = 2  # subscription or stream failures in a row before a mailbox polls
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """Tunables of the daemon (from ``[watch]`` in the configuration)."""
+
+    rules_dir: Path
+    poll_interval: float = 60.0
+    safety_sync_interval: float = 900.0
+    workers: int = 4
+    debounce: float = 0.05
+    max_attempts: int = 5
+    max_attachment_bytes: int = 5 * 1024 * 1024
+    stream_timeout_minutes: int = 10
+    stream_stall_timeout: float = 120.0
+    streams_per_connection: int = MAX_IDS_PER_STREAM
+    watch_rules_dir: bool = True
+    instance: str | None = None
+
+
+class Watcher:
+    """Watches every mailbox named in the rules. ``start()``, then ``stop()``; ``reload_rules()`` any time."""
+
+    def __init__(self, options: WatchOptions, engine: Engine, connector: ExchangeConnector, sink: ActivitySink,
+                 *, on_tracked: Callable[[Target, object, str], None] | None = None):
+        self.options = options
+        self.engine = engine
+        self.connector = connector
+        self.sink = sink
+        self.directory = RecordDirectory(engine)
+        self._lock = threading.RLock()
+        self._mailboxes: dict[str, MailboxState] = {}
+        self._groups: list[StreamGroup] = []
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        self._observer = None
+        self.ready = threading.Event()
+        self.rules = None
+        self.totals = SyncResult()
+        self._sub_backoff = Backoff(initial=0.5, maximum=300.0)
+        self.dispatcher = Dispatcher(self._handle, workers=options.workers, debounce=options.debounce)
+        self.sync_context = SyncContext(
+            engine=engine, connector=connector, sink=sink, resolve_address=self.directory.by_address,
+            max_attachment_bytes=options.max_attachment_bytes, max_attempts=options.max_attempts,
+            on_tracked=on_tracked)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load rules (a broken set raises RuleError: nothing to keep yet), then start all threads."""
+        self.rules = load_rules(self.options.rules_dir)
+        self.dispatcher.start()
+        self._apply_rules(self.rules, reason="start")
+        self._timer = threading.Thread(target=self._tick_loop, name="foldertrack-timer", daemon=True)
+        self._timer.start()
+        if self.options.watch_rules_dir:
+            self._start_rules_observer()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop taking events, let running work finish, unsubscribe, close connections."""
+        self._stop.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout)
+        for group in self._groups:
+            group.stop(timeout=2.0)
+        self.dispatcher.stop(timeout)
+        if self._timer is not None:
+            self._timer.join(timeout)
+        with self._lock:
+            states = list(self._mailboxes.values())
+        for state in states:
+            if state.subscription_id:
+                try:
+                    Unsubscribe(account=self.connector.account(state.mailbox)).get(subscription_id=state.subscription_id)
+                except Exception as exc:  # the server forgets it anyway when it times out
+                    log.debug("%s: unsubscribe failed: %s", state.mailbox, describe(exc))
+        try:
+            store.set_health_many(self.engine, [s.mailbox for s in states], mode="stopped")
+        except Exception as exc:
+            log.warning("could not record stopped state: %s", describe(exc))
+        self.connector.close()
+
+    def check(self) -> str | None:
+        """None when healthy, else why not (a dead thread: the supervisor exits so systemd restarts us)."""
+        if not self.dispatcher.alive():
+            return "a sync worker thread died"
+        if self._timer is not None and not self._timer.is_alive() and not self._stop.is_set():
+            return "the timer thread died"
+        for group in self._groups:
+            if group.size() and not group.alive():
+                return f"stream reader {group.index} died"
+        return None
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until nothing is queued or running (for tests and the demo)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready.is_set() and self.dispatcher.idle():
+                return True
+            time.sleep(0.01)
+        return False
+
+    # -- rules -----------------------------------------------------------------------------------------------
+
+    def reload_rules(self) -> bool:
+        """Load the rules again; a valid set replaces the old one at once, an invalid one is logged and ignored."""
+        try:
+            rules = load_rules(self.options.rules_dir)
+        except RuleError as exc:
+            for problem in exc.problems:
+                log.error("rules not reloaded: %s", problem)
+            log.error("keeping the previous rules (%d problem(s))", len(exc.problems))
+            return False
+        if self.rules is not None and rules.fingerprint == self.rules.fingerprint:
+            log.info("rules reloaded: no change")
+            return True
+        self.rules = rules
+        self._apply_rules(rules, reason="rules-reloaded")
+        log.info("rules reloaded: %d rule(s) for %d mailbox(es)", len(rules.rules), len(rules.mailboxes()))
+        return True
+
+    def _apply_rules(self, rules, reason: str) -> None:
+        wanted = {m.lower() for m in rules.mailboxes()}
+        with self._lock:
+            for mailbox in wanted:
+                state = self._mailboxes.setdefault(mailbox, MailboxState(mailbox))
+                state.rules = tuple(rules.for_mailbox(mailbox))
+            gone = [m for m in self._mailboxes if m not in wanted]
+        for mailbox in sorted(wanted):
+            self.dispatcher.put(HierarchyChanged(mailbox, reason), delay=0.0)
+        for mailbox in gone:
+            self.dispatcher.put(HierarchyChanged(mailbox, "mailbox-removed"), delay=0.0)
+        if not wanted:
+            self.ready.set()
+
+    def _start_rules_observer(self) -> None:
+        from foldertrack.watch.rules_watch import watch_rules_dir
+
+        self._observer = watch_rules_dir(self.options.rules_dir, self.reload_rules)
+
+    # -- work ------------------------------------------------------------------------------------------------
+
+    def _handle(self, key: WorkKey, reasons: list[str]) -> None:
+        kind, mailbox = key[0], key[1]
+        if self._stop.is_set():
+            return
+        try:
+            if kind == "sync":
+                self._sync(mailbox, key[2], reasons)
+            elif kind == "hierarchy":
+                self._resolve(mailbox, reasons)
+            elif kind == "subscribe":
+                self._subscribe(mailbox)
+        except Reschedule:
+            raise
+        except ErrorServerBusy as exc:
+            back_off = server_back_off(exc) or 1.0
+            log.warning("%s: throttled by Exchange (ErrorServerBusy), backing off %.1fs", mailbox, back_off)
+            raise Reschedule(back_off, block_mailbox=back_off) from exc
+        except Exception as exc:
+            delay = self.dispatcher.note_failure(key)
+            level = logging.WARNING if is_transient(exc) or isinstance(exc, ItemsNeedRetry) else logging.ERROR
+            log.log(level, "%s: %s failed: %s; retrying in %.1fs", mailbox, kind, describe(exc), delay)
+            self._note_error(mailbox, describe(exc), permanent=not is_transient(exc))
+            raise Reschedule(delay) from exc
+
+    def _sync(self, mailbox: str, folder_id: str, reasons: list[str]) -> None:
+        with self._lock:
+            state = self._mailboxes.get(mailbox)
+            target = state.targets.get(folder_id) if state else None
+        if target is None:
+            return
+        try:
+            result = catch_up(self.sync_context, target)
+        except FolderGone:
+            log.error("%s: folder %r was deleted; its rule is broken (activities are kept)", mailbox, target.path)
+            with self.engine.begin() as conn:
+                store.mark_folder_deleted(conn, mailbox, folder_id)
+            self.dispatcher.put(HierarchyChanged(mailbox, "folder-gone"))
+            return
+        for outcome, key, subject in result.events:
+            log.info("%s %s: %s %s %s", mailbox, target.path, outcome, key, f"({subject})" if subject else "")
+        self._add_totals(result)
+
+    def _add_totals(self, result: SyncResult) -> None:
+        with self._lock:
+            for name in ("pages", "tracked", "relinked", "untracked", "left", "skipped", "dead_lettered", "conflicts"):
+                setattr(self.totals, name, getattr(self.totals, name) + getattr(result, name))
+
+    def _resolve(self, mailbox: str, reasons: list[str]) -> None:
+        """Re-read the folder tree, resolve the mailbox's rules to folders, (re)subscribe if that changed."""
+        with self._lock:
+            state = self._mailboxes.get(mailbox)
+        if state is None:
+            return
+        if not state.rules:
+            self._retire_mailbox(state)
+            return
+        account = self.connector.account(mailbox)
+        state.tree = load_tree(account, state.tree)
+        with self.engine.connect() as conn:
+            pins = store.pins(conn, mailbox)
+        finder = self._find_record
+        targets, issues = resolve_targets(mailbox, state.rules, state.tree, finder, pins)
+        deleted = {pins[i.path] for i in issues if i.kind == "folder_deleted" and i.path in pins}
+        plans = [store.FolderPlan(mailbox, t.folder_id, t.configured_path, t.path, t.rule_source,
+                                  None if t.via == "rule" else t.configured_path,
+                                  "stale_path" if t.path.casefold() != t.configured_path.casefold() and t.via == "rule"
+                                  else "active") for t in targets]
+        with self.engine.begin() as conn:
+            new = store.apply_plan(conn, mailbox, plans, deleted=deleted)
+        watch_ids = {t.folder_id for t in targets}
+        for rule in state.rules:
+            if rule.is_pattern:
+                parent = state.tree.find(rule.path.rstrip("*").rstrip("/"))
+                if parent:
+                    watch_ids.add(parent)
+        for issue in issues:
+            log.warning("%s: %s: %s", mailbox, issue.rule_source, issue.message)
+        with self._lock:
+            previous = set(state.targets)
+            state.targets = {t.folder_id: t for t in targets}
+            state.issues = issues
+            state.watch_ids = frozenset(watch_ids)
+            resubscribe = state.watch_ids != state.subscribed_ids or state.subscription_id is None
+            first = not state.resolved
+            state.resolved = True
+        for folder_id in state.targets:
+            if folder_id in new or folder_id not in previous:
+                self.dispatcher.put(FolderChanged(mailbox, folder_id, "backfill" if folder_id in new else "resolved"))
+        if resubscribe and state.watch_ids:
+            self.dispatcher.put(SubscribeMailbox(mailbox, "folders-changed" if not first else "start"))
+        elif first:
+            self._mark_ready_if_done()
+        if first:
+            log.info("%s: tracking %d folder(s)%s", mailbox, len(targets),
+                     f", {len(issues)} rule problem(s)" if issues else "")
+
+    def _find_record(self, record_type, text, by):
+        return self.directory.find(record_type, text, by)
+
+    def _retire_mailbox(self, state: MailboxState) -> None:
+        self._drop_subscription(state)
+        with self.engine.begin() as conn:
+            store.apply_plan(conn, state.mailbox, [])
+        with self._lock:
+            self._mailboxes.pop(state.mailbox, None)
+        store.set_health(self.engine, state.mailbox, mode="stopped", instance=self.options.instance)
+        log.info("%s: no longer watched", state.mailbox)
+
+    def _subscribe(self, mailbox: str) -> None:
+        with self._lock:
+            state = self._mailboxes.get(mailbox)
+        if state is None or not state.watch_ids:
+            return
+        self._drop_subscription(state)
+        account = self.connector.account(mailbox)
+        try:
+            sub_id = SubscribeToStreaming(account=account).get(
+                folders=[FolderId(id=f) for f in sorted(state.watch_ids)], event_types=EVENT_TYPES)
+        except Exception as exc:
+            state.subscribe_failures += 1
+            if state.subscribe_failures >= POLL_AFTER_FAILURES:
+                self._set_mode(state, "polling", describe(exc))
+            self._mark_ready_if_done(state)
+            raise
+        state.subscribe_failures = 0
+        group = self._group_with_room()
+        with self._lock:
+            state.subscription_id = sub_id
+            state.subscribed_ids = state.watch_ids
+            state.group = group.index
+        group.add(Subscription(mailbox, sub_id, state.watch_ids))
+        log.info("%s: subscribed to %d folder(s) (stream %d)", mailbox, len(state.watch_ids), group.index)
+        # Streaming has no watermark: whatever happened before this point is read by a catch-up sync.
+        for folder_id in list(state.targets):
+            self.dispatcher.put(FolderChanged(mailbox, folder_id, "resubscribed"))
+        self._mark_ready_if_done(state)
+
+    def _drop_subscription(self, state: MailboxState) -> None:
+        if state.subscription_id is None:
+            return
+        old, group_index = state.subscription_id, state.group
+        state.subscription_id, state.group, state.subscribed_ids = None, None, frozenset()
+        if group_index is not None and group_index < len(self._groups):
+            self._groups[group_index].remove(old)
+        try:
+            Unsubscribe(account=self.connector.account(state.mailbox)).get(subscription_id=old)
+        except Exception as exc:
+            log.debug("%s: unsubscribe of old subscription failed: %s", state.mailbox, describe(exc))
+
+    def _group_with_room(self) -> StreamGroup:
+        with self._lock:
+            for group in self._groups:
+                if group.size() < self.options.streams_per_connection:
+                    return group
+            group = StreamGroup(
+                len(self._groups), self.connector, on_notification=self._on_notification,
+                on_stream_lost=self._on_stream_lost, on_subscriptions_lost=self._on_subscriptions_lost,
+                on_connected=self._on_connected, connection_timeout_minutes=self.options.stream_timeout_minutes)
+            self._groups.append(group)
+            group.start()
+            return group
+
+    def _mark_ready_if_done(self, state: MailboxState | None = None) -> None:
+        with self._lock:
+            done = all(s.resolved and (s.subscription_id or s.mode == "polling" or not s.watch_ids)
+                       for s in self._mailboxes.values())
+        if done and not self.ready.is_set():
+            self.ready.set()
+            log.info("watching %d mailbox(es)", len(self._mailboxes))
+
+    # -- stream callbacks (stream threads: only enqueue) -----------------------------------------------------
+
+    def _on_notification(self, mailbox: str, notification) -> None:
+        with self._lock:
+            state = self._mailboxes.get(mailbox)
+            if state is None:
+                return
+            targets = state.targets
+            watch_ids = state.watch_ids
+        for event in notification.events or []:
+            names = {getattr(getattr(event, a, None), "id", None)
+                     for a in ("parent_folder_id", "old_parent_folder_id", "folder_id", "old_folder_id")}
+            names.discard(None)
+            for folder_id in names & set(targets):
+                self.dispatcher.put(FolderChanged(mailbox, folder_id, "event"))
+            is_folder_event = getattr(event, "folder_id", None) is not None and getattr(event, "item_id", None) is None
+            if is_folder_event and names & watch_ids:
+                self.dispatcher.put(HierarchyChanged(mailbox, "folder-event"))
+        if notification.events:
+            try:
+                store.set_health(self.engine, mailbox, instance=self.options.instance,
+                                 last_event_at=_utcnow(), mode=state.mode)
+            except Exception as exc:  # health is advisory; never stop the stream for it
+                log.debug("health update failed: %s", describe(exc))
+
+    def _on_connected(self, mailboxes: list[str]) -> None:
+        for mailbox in mailboxes:
+            with self._lock:
+                state = self._mailboxes.get(mailbox)
+            if state is not None and state.mode != "streaming":
+                self._set_mode(state, "streaming")
+
+    def _on_stream_lost(self, mailboxes: list[str], exc: BaseException) -> None:
+        for mailbox in mailboxes:
+            with self._lock:
+                state = self._mailboxes.get(mailbox)
+            if state is None:
+                continue
+            group = self._groups[state.group] if state.group is not None else None
+            if group is not None and group.failures >= POLL_AFTER_FAILURES and state.mode != "polling":
+                self._set_mode(state, "polling", describe(exc))
+            for folder_id in list(state.targets):
+                self.dispatcher.put(FolderChanged(mailbox, folder_id, "stream-lost"))
+
+    def _on_subscriptions_lost(self, mailboxes: list[str], exc: BaseException) -> None:
+        for mailbox in mailboxes:
+            with self._lock:
+                state = self._mailboxes.get(mailbox)
+                if state is None:
+                    continue
+                state.subscription_id, state.group, state.subscribed_ids = None, None, frozenset()
+            self.dispatcher.put(SubscribeMailbox(mailbox, "subscription-lost"))
+            for folder_id in list(state.targets):
+                self.dispatcher.put(FolderChanged(mailbox, folder_id, "subscription-lost"))
+
+    def _set_mode(self, state: MailboxState, mode: str, error: str | None = None) -> None:
+        previous = state.mode
+        state.mode = mode
+        state.last_error = error
+        if mode == "polling":
+            state.next_poll = time.monotonic() + self.options.poll_interval
+        if previous != mode:
+            level = logging.INFO if mode == "streaming" else logging.WARNING
+            log.log(level, "%s: mode %s → %s%s", state.mailbox, previous, mode, f" ({error})" if error else "")
+        try:
+            values = {"mode": mode}
+            if error:
+                values["last_error"] = error
+            store.set_health(self.engine, state.mailbox, instance=self.options.instance, **values)
+        except Exception as exc:
+            log.debug("health update failed: %s", describe(exc))
+
+    def _note_error(self, mailbox: str, error: str, permanent: bool) -> None:
+        with self._lock:
+            state = self._mailboxes.get(mailbox)
+        if state is None:
+            return
+        state.last_error = error
+        try:
+            store.set_health(self.engine, mailbox, instance=self.options.instance, last_error=error,
+                             mode="error" if permanent and state.mode != "streaming" else state.mode)
+        except Exception as exc:
+            log.debug("health update failed: %s", describe(exc))
+
+    # -- timer: polling fallback, safety net, stalled streams ------------------------------------------------
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                self._tick(time.monotonic())
+            except Exception as exc:  # the timer must survive anything
+                log.exception("timer: %s", describe(exc))
+
+    def _tick(self, now: float) -> None:
+        with self._lock:
+            states = list(self._mailboxes.values())
+        for state in states:
+            if not state.resolved:
+                continue
+            if state.mode == "polling" and now >= state.next_poll:
+                state.next_poll = now + self.options.poll_interval
+                for folder_id in list(state.targets):
+                    self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "poll"))
+                if state.subscription_id is None and self.dispatcher.attempts(("subscribe", state.mailbox)) == 0:
+                    self.dispatcher.put(SubscribeMailbox(state.mailbox, "poll-retry"))
+            if state.next_safety == 0.0:
+                state.next_safety = now + self.options.safety_sync_interval
+            elif now >= state.next_safety:
+                state.next_safety = now + self.options.safety_sync_interval
+                self.dispatcher.put(HierarchyChanged(state.mailbox, "safety-net"))
+                for folder_id in list(state.targets):
+                    self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "safety-net"))
+        for group in list(self._groups):
+            if group.size() and group.connected and now - group.last_envelope > self.options.stream_stall_timeout:
+                log.warning("stream %d silent for %.0fs; reconnecting", group.index, now - group.last_envelope)
+                group.last_envelope = now
+                group.kill_stream()
+
+    # -- introspection ---------------------------------------------------------------------------------------
+
+    def mailbox_states(self) -> list[MailboxState]:
+        with self._lock:
+            return list(self._mailboxes.values())
+
+
+def _utcnow():
+    from foldertrack.state.types import utcnow
+
+    return utcnow()

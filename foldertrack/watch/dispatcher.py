@@ -1,0 +1,219 @@
+"""One dispatcher feeds the sync workers (STYLE §2).
+
+Producers only ``put()`` events. Work is keyed (``("sync", mailbox, folder_id)``, ``("hierarchy", mailbox)``,
+``("subscribe", mailbox)``), so a burst of notifications for one folder collapses into one catch-up
+(debounce); an event that arrives while its work runs marks it to run once more afterwards. At most one
+piece of work per mailbox runs at a time, and a mailbox the server throttled waits out its back-off
+without holding up the others. A handler that raises never stops a worker (STYLE §3).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from foldertrack.retry import Backoff, describe
+from foldertrack.watch.events import FolderChanged, HierarchyChanged, SubscribeMailbox
+
+log = logging.getLogger(__name__)
+
+WorkKey = tuple[str, ...]
+Event = FolderChanged | HierarchyChanged | SubscribeMailbox
+
+
+class Reschedule(Exception):
+    """Raised by a handler: run this work again after ``delay`` seconds; ``block_mailbox`` pauses all of the
+    mailbox's work that long (server back-off)."""
+
+    def __init__(self, delay: float, *, block_mailbox: float | None = None, reason: str = ""):
+        super().__init__(reason or f"retry in {delay:.1f}s")
+        self.delay = delay
+        self.block_mailbox = block_mailbox
+
+
+@dataclass
+class DispatcherStats:
+    events: int = 0
+    runs: int = 0
+    failures: int = 0
+    backlog: int = 0
+
+
+def work_key(event: Event) -> WorkKey:
+    if isinstance(event, FolderChanged):
+        return ("sync", event.mailbox, event.folder_id)
+    if isinstance(event, HierarchyChanged):
+        return ("hierarchy", event.mailbox)
+    return ("subscribe", event.mailbox)
+
+
+class Dispatcher:
+    """Debounced, per-mailbox serialised work queue with a fixed pool of worker threads."""
+
+    def __init__(self, handler: Callable[[WorkKey, list[str]], None], *, workers: int = 4, debounce: float = 0.05,
+                 hierarchy_debounce: float = 0.5, backoff: Backoff | None = None, name: str = "foldertrack"):
+        self._handler = handler
+        self._workers = workers
+        self._debounce = debounce
+        self._hierarchy_debounce = hierarchy_debounce
+        self._backoff = backoff or Backoff()
+        self._name = name
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, WorkKey]] = []
+        self._due: dict[WorkKey, float] = {}
+        self._reasons: dict[WorkKey, list[str]] = defaultdict(list)
+        self._running: set[WorkKey] = set()
+        self._busy_mailboxes: set[str] = set()
+        self._dirty: set[WorkKey] = set()
+        self._blocked: dict[str, float] = {}
+        self._attempts: dict[WorkKey, int] = defaultdict(int)
+        self._seq = itertools.count()
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+        self.stats = DispatcherStats()
+        self.last_progress = time.monotonic()
+
+    # -- producers ---------------------------------------------------------------------------------------
+
+    def put(self, event: Event, delay: float | None = None) -> None:
+        """Schedule the work an event calls for (thread-safe, never blocks on I/O)."""
+        key = work_key(event)
+        if delay is None:
+            delay = self._hierarchy_debounce if key[0] == "hierarchy" else self._debounce
+            if key[0] == "subscribe":
+                delay = 0.0
+        with self._cond:
+            self.stats.events += 1
+            self._reasons[key].append(event.reason)
+            if key in self._running:
+                self._dirty.add(key)
+                return
+            self._schedule(key, time.monotonic() + delay)
+
+    def _schedule(self, key: WorkKey, due: float) -> None:
+        current = self._due.get(key)
+        if current is not None and current <= due:
+            return
+        self._due[key] = due
+        heapq.heappush(self._heap, (due, next(self._seq), key))
+        self._cond.notify()
+
+    def pending(self, kind: str | None = None) -> int:
+        with self._cond:
+            return sum(1 for k in self._due if kind is None or k[0] == kind) + len(self._running)
+
+    def idle(self) -> bool:
+        """True when nothing is queued or running (tests and the demo wait on this)."""
+        with self._cond:
+            return not self._due and not self._running
+
+    def blocked_until(self, mailbox: str) -> float:
+        with self._cond:
+            return self._blocked.get(mailbox, 0.0)
+
+    # -- workers -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for i in range(self._workers):
+            thread = threading.Thread(target=self._work, name=f"{self._name}-worker-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop taking work; running work finishes (each page is one transaction, so abandoning is safe too)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    def alive(self) -> bool:
+        return all(t.is_alive() for t in self._threads) and bool(self._threads)
+
+    def _next(self) -> tuple[WorkKey, list[str]] | None:
+        with self._cond:
+            while not self._stopping:
+                now = time.monotonic()
+                deferred: list[tuple[float, int, WorkKey]] = []
+                chosen: WorkKey | None = None
+                wake = now + 1.0
+                while self._heap:
+                    due, seq, key = self._heap[0]
+                    if self._due.get(key) != due:
+                        heapq.heappop(self._heap)  # superseded entry
+                        continue
+                    if due > now:
+                        wake = min(wake, due)
+                        break
+                    heapq.heappop(self._heap)
+                    mailbox = key[1]
+                    blocked = self._blocked.get(mailbox, 0.0)
+                    if mailbox in self._busy_mailboxes or blocked > now:
+                        later = blocked if blocked > now else now + 0.02
+                        deferred.append((max(later, due), seq, key))
+                        continue
+                    chosen = key
+                    break
+                for due, seq, key in deferred:
+                    self._due[key] = due
+                    heapq.heappush(self._heap, (due, seq, key))
+                    wake = min(wake, due)
+                if chosen is not None:
+                    del self._due[chosen]
+                    self._running.add(chosen)
+                    self._busy_mailboxes.add(chosen[1])
+                    reasons = self._reasons.pop(chosen, [])
+                    self.stats.backlog = len(self._due)
+                    return chosen, reasons
+                self._cond.wait(max(0.005, wake - now))
+            return None
+
+    def _work(self) -> None:
+        while True:
+            job = self._next()
+            if job is None:
+                return
+            key, reasons = job
+            retry: float | None = None
+            try:
+                self._handler(key, reasons)
+                self._attempts.pop(key, None)
+            except Reschedule as exc:
+                retry = exc.delay
+                if exc.block_mailbox:
+                    with self._cond:
+                        self._blocked[key[1]] = time.monotonic() + exc.block_mailbox
+            except Exception as exc:  # survive any bad event: log, count, retry with back-off
+                self._attempts[key] += 1
+                retry = self._backoff.delay(self._attempts[key])
+                self.stats.failures += 1
+                log.exception("%s %s: unexpected failure (%s); retrying in %.1fs", key[0], key[1], describe(exc),
+                              retry)
+            finally:
+                with self._cond:
+                    self.stats.runs += 1
+                    self.last_progress = time.monotonic()
+                    self._running.discard(key)
+                    self._busy_mailboxes.discard(key[1])
+                    if retry is not None:
+                        self._schedule(key, time.monotonic() + retry)
+                    elif key in self._dirty:
+                        self._schedule(key, time.monotonic() + self._debounce)
+                    self._dirty.discard(key)
+                    self._cond.notify_all()
+
+    def attempts(self, key: WorkKey) -> int:
+        return self._attempts.get(key, 0)
+
+    def note_failure(self, key: WorkKey) -> float:
+        """Count a failed attempt of ``key`` and return the back-off before the next one."""
+        self._attempts[key] += 1
+        return self._backoff.delay(self._attempts[key])

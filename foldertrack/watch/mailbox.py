@@ -1,0 +1,27 @@
+"""Per-mailbox watch state, owned by the daemon and changed only under its lock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from foldertrack.exchange.hierarchy import FolderTree
+from foldertrack.targets import RuleIssue, Target
+
+
+@dataclass
+class MailboxState:
+    mailbox: str
+    rules: tuple = ()
+    tree: FolderTree | None = None
+    targets: dict[str, Target] = field(default_factory=dict)  # folder id → target
+    issues: list[RuleIssue] = field(default_factory=list)
+    watch_ids: frozenset[str] = frozenset()  # folders the subscription covers (targets + pattern parents)
+    subscription_id: str | None = None
+    subscribed_ids: frozenset[str] = frozenset()
+    group: int | None = None
+    mode: str = "starting"  # starting | streaming | polling | error | stopped
+    subscribe_failures: int = 0
+    next_poll: float = 0.0
+    next_safety: float = 0.0
+    resolved: bool = False
+    last_error: str | None = None

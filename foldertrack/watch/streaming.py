@@ -1,0 +1,228 @@
+"""Streaming notifications: subscriptions of many mailboxes share ``GetStreamingEvents`` connections.
+
+A stream reader never calls EWS for anything but the stream itself: each notification only becomes
+``FolderChanged``/``HierarchyChanged`` events on the dispatcher. ``ConnectionStatus: Closed`` is normal and
+the request is re-issued at once. Streaming subscriptions have no watermark, so whenever a stream ends
+badly every mailbox on it gets a catch-up sync, and subscriptions that the server forgot are recreated.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from exchangelib.services import GetStreamingEvents
+
+from foldertrack.exchange.connection import ExchangeConnector
+from foldertrack.retry import RESUBSCRIBE_ERRORS, Backoff, describe
+
+log = logging.getLogger(__name__)
+
+MAX_IDS_PER_STREAM = 200  # EWS limit of subscription ids per GetStreamingEvents request
+
+
+class HeartbeatStreamingEvents(GetStreamingEvents):
+    """GetStreamingEvents that notes every envelope read, including the OK heartbeats without events, so a
+    stalled stream (open but silent) can be told apart from a quiet one."""
+
+    def __init__(self, *args, on_envelope: Callable[[], None], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._on_envelope = on_envelope
+
+    def _get_element_container(self, message, name=None):
+        self._on_envelope()
+        return super()._get_element_container(message=message, name=name)
+
+
+@dataclass
+class Subscription:
+    mailbox: str
+    subscription_id: str
+    folder_ids: frozenset[str]
+
+
+class StreamGroup:
+    """One thread holding one streaming connection for up to ``MAX_IDS_PER_STREAM`` subscriptions."""
+
+    def __init__(self, index: int, connector: ExchangeConnector, *, on_notification: Callable[[str, object], None],
+                 on_stream_lost: Callable[[list[str], BaseException], None],
+                 on_subscriptions_lost: Callable[[list[str], BaseException], None],
+                 on_connected: Callable[[list[str]], None],
+                 connection_timeout_minutes: int = 10, backoff: Backoff | None = None):
+        self.index = index
+        self._connector = connector
+        self._on_notification = on_notification
+        self._on_stream_lost = on_stream_lost
+        self._on_subscriptions_lost = on_subscriptions_lost
+        self._on_connected = on_connected
+        self._timeout = connection_timeout_minutes
+        self._backoff = backoff or Backoff(initial=0.2, maximum=30.0)
+        self._lock = threading.Condition()
+        self._subs: dict[str, Subscription] = {}  # subscription id → subscription
+        self._changed = False
+        self._stopping = False
+        self._service: GetStreamingEvents | None = None
+        self._thread: threading.Thread | None = None
+        self.failures = 0
+        self.last_envelope = time.monotonic()
+        self.connected = False
+
+    # -- membership (called from workers) ------------------------------------------------------------------
+
+    def add(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs[sub.subscription_id] = sub
+            self._changed = True
+            self._lock.notify_all()
+        self._interrupt()
+
+    def remove(self, subscription_id: str) -> None:
+        with self._lock:
+            if self._subs.pop(subscription_id, None) is None:
+                return
+            self._changed = True
+        self._interrupt()
+
+    def size(self) -> int:
+        with self._lock:
+            return len(self._subs)
+
+    def mailboxes(self) -> list[str]:
+        with self._lock:
+            return sorted({s.mailbox for s in self._subs.values()})
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"foldertrack-stream-{self.index}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        self._interrupt()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def kill_stream(self) -> None:
+        """Force the current connection closed (stall detection); the loop treats it as a lost stream."""
+        self._interrupt()
+
+    # -- the loop --------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._stopping and not self._subs:
+                    self._lock.wait()
+                if self._stopping:
+                    return
+                subs = dict(self._subs)
+                self._changed = False
+            anchor = next(iter(subs.values())).mailbox
+            account = self._connector.account(anchor)
+            service = HeartbeatStreamingEvents(account=account, on_envelope=self._heartbeat)
+            with self._lock:
+                self._service = service
+            self.last_envelope = time.monotonic()
+            try:
+                for notification in service.call(subscription_ids=list(subs), connection_timeout=self._timeout):
+                    if not self.connected:
+                        self._mark_connected(subs)
+                    sub = subs.get(notification.subscription_id)
+                    if sub is not None:
+                        self._on_notification(sub.mailbox, notification)
+                if not self.connected:
+                    self._mark_connected(subs)
+                # ConnectionStatus Closed (or we were asked to re-issue): normal, go round again at once
+            except RESUBSCRIBE_ERRORS as exc:
+                lost = _subscription_ids_in(str(exc), subs) or list(subs)
+                log.warning("stream %d: %s; resubscribing %d mailbox(es)", self.index, describe(exc), len(lost))
+                with self._lock:
+                    for sub_id in lost:
+                        self._subs.pop(sub_id, None)
+                self.connected = False
+                self._on_subscriptions_lost(sorted({subs[i].mailbox for i in lost}), exc)
+            except Exception as exc:  # raw requests errors on a dropped stream, server errors, stalls
+                if self._is_stopping_or_changed():
+                    continue
+                self.connected = False
+                self.failures += 1
+                delay = self._backoff.delay(self.failures)
+                log.warning("stream %d lost (%s); %d mailbox(es) catch up, reconnecting in %.1fs",
+                            self.index, describe(exc), len(subs), delay)
+                self._on_stream_lost(sorted({s.mailbox for s in subs.values()}), exc)
+                with self._lock:
+                    if not self._stopping:
+                        self._lock.wait(delay)
+            finally:
+                with self._lock:
+                    self._service = None
+                try:
+                    service.stop_streaming()
+                except Exception:  # already closed
+                    pass
+
+    def _mark_connected(self, subs: dict[str, Subscription]) -> None:
+        self.connected = True
+        self.failures = 0
+        self._on_connected(sorted({s.mailbox for s in subs.values()}))
+
+    def _heartbeat(self) -> None:
+        self.last_envelope = time.monotonic()
+        if not self.connected:
+            with self._lock:
+                subs = dict(self._subs)
+            self._mark_connected(subs)
+
+    def _is_stopping_or_changed(self) -> bool:
+        with self._lock:
+            return self._stopping or self._changed
+
+    def _interrupt(self) -> None:
+        """Close the current streaming connection so the loop re-issues it (or stops)."""
+        with self._lock:
+            service = self._service
+        if service is None:
+            return
+        response = getattr(service, "_streaming_response", None)
+        _shutdown_socket(response)
+
+
+def _subscription_ids_in(message: str, subs: dict[str, Subscription]) -> list[str]:
+    return [sub_id for sub_id in subs if re.search(re.escape(sub_id), message)]
+
+
+def _shutdown_socket(response) -> None:
+    """Wake a thread blocked reading a streaming response: shut its socket down, then close it."""
+    if response is None:
+        return
+    raw = getattr(response, "raw", None)
+    sock = None
+    for path in (("_connection", "sock"), ("_fp", "fp", "raw", "_sock")):
+        obj = raw
+        for attr in path:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                break
+        if isinstance(obj, socket.socket):
+            sock = obj
+            break
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    try:
+        response.close()
+    except Exception:
+        pass
