@@ -655,9 +655,11 @@ def parse_config(
 
     values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     for section, table in data.items():
-        if section not in SECTIONS:
-            kind = "section" if isinstance(table, dict) else "key"
-            report(section, f"unknown {kind} {section!r}{_hint(section, list(SECTIONS))}")
+        if section not in SECTIONS and isinstance(table, dict):
+            report(section, f"unknown section {section!r}{_hint(section, list(SECTIONS))}")
+            continue
+        if section not in SECTIONS:  # a key outside any section
+            report(section, f"unknown key {section!r}{_key_hint('', section)}")
             continue
         if not isinstance(table, dict):
             report(section, f"[{section}] must be a table, not {_shown(table)}")
@@ -765,3 +767,7 @@ def _check_declarations() -> None:
 
 
 _check_declarations()
+
+
+if __name__ == "__main__":  # python -m foldertrack.config > table.md: regenerate the README table
+    print(settings_markdown())

@@ -84,7 +84,7 @@ class Backoff:
     """Exponential back-off with jitter, computed by tenacity, for work that the dispatcher re-schedules."""
 
     def __init__(self, initial: float = 0.5, maximum: float = 60.0, jitter: float = 0.5):
-        self._wait = tenacity.wait_exponential_jitter(initial=initial, max=maximum, jitter=jitter)
+        self._wait = tenacity.wait_exponential_jitter(multiplier=initial, max=maximum, jitter=jitter)
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` ≥ 1 failures so far)."""

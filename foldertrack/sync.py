@@ -79,6 +79,8 @@ def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
     result = SyncResult()
     account = ctx.connector.account(target.mailbox)
     resynced = False
+    with ctx.engine.connect() as conn:
+        replay = store.replay_item_ids(conn, target.mailbox, target.folder_id)
     while True:
         with ctx.engine.connect() as conn:
             row = store.folder(conn, target.mailbox, target.folder_id)
@@ -94,7 +96,7 @@ def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
             if resynced:
                 raise
             log.warning("%s %s: sync state rejected by Exchange; resyncing from scratch", target.mailbox, target.path)
-            with ctx.engine.begin() as conn:
+            with store.writing(ctx.engine) as conn:
                 store.reset_sync_state(conn, row.id)
             resynced = True
             continue
@@ -102,14 +104,15 @@ def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
             raise FolderGone(target.folder_id) from exc
         new_state, last_page = service.sync_state, service.includes_last_item_in_range
         backfill_pass = state is None
-        _apply_page(ctx, target, row, state, new_state, changes, backfill_pass, last_page, result)
+        _apply_page(ctx, target, row, state, new_state, changes, backfill_pass, last_page, result, replay)
+        replay = []
         result.pages += 1
         if last_page or new_state == state:
             return result
 
 
 def _apply_page(ctx: SyncContext, target: Target, row, state: str | None, new_state: str, changes,
-                backfill_pass: bool, last_page: bool, result: SyncResult) -> None:
+                backfill_pass: bool, last_page: bool, result: SyncResult, replay: list[str]) -> None:
     creates = [(item.id, getattr(item, "datetime_received", None)) for kind, item in changes if kind == "create"]
     deletes = [item.id for kind, item in changes if kind == "delete"]
     with ctx.engine.connect() as conn:
@@ -124,6 +127,8 @@ def _apply_page(ctx: SyncContext, target: Target, row, state: str | None, new_st
             result.skipped += 1
             continue
         wanted.append(item_id)
+    wanted.extend(i for i in replay if i not in wanted)  # dead letters `foldertrack retry` asked to replay
+    gone: list[str] = []
     fetched = fetch_items(ctx.connector.account(target.mailbox), wanted) if wanted else {}
 
     activities: dict[str, Activity] = {}
@@ -131,6 +136,8 @@ def _apply_page(ctx: SyncContext, target: Target, row, state: str | None, new_st
     for item_id in wanted:
         item = fetched.get(item_id)
         if isinstance(item, ErrorItemNotFound):
+            if item_id in replay:
+                gone.append(item_id)
             continue  # moved on since the sync saw it; the next sync shows where it went
         if isinstance(item, Exception):
             if is_transient(item):
@@ -150,7 +157,7 @@ def _apply_page(ctx: SyncContext, target: Target, row, state: str | None, new_st
                 raise
             failed.append((item_id, exc, None))
 
-    with ctx.engine.begin() as conn:
+    with store.writing(ctx.engine) as conn:
         for item_id, activity in activities.items():
             try:
                 with conn.begin_nested():
@@ -162,6 +169,10 @@ def _apply_page(ctx: SyncContext, target: Target, row, state: str | None, new_st
             store.clear_failure(conn, target.mailbox, target.folder_id, item_id)
         for item_id in deletes:
             _left(ctx, conn, target, item_id, result)
+        for item_id in gone:
+            log.warning("%s %s: dead-lettered item no longer exists; dropped from replay", target.mailbox,
+                        target.path)
+            store.forget_failure(conn, target.mailbox, target.folder_id, item_id)
         retry_later = _record_failures(ctx, conn, target, failed, result)
         advanced = True
         if not retry_later:

@@ -57,13 +57,13 @@ def resolve_targets(
     issues: list[RuleIssue] = []
     rules = list(rules)
     # explicit folder rules first, so they win over patterns and inherited subfolders
-    ordered = sorted(rules, key=lambda r: (bool(getattr(r, "is_pattern", False)), r.path.count("/")))
+    ordered = sorted(rules, key=lambda r: (bool(getattr(r, "is_pattern", False)), len(r.segments)))
     inherited: list[Target] = []
     for rule in ordered:
         source = f"{rule.source}:{rule.line}"
         if getattr(rule, "is_pattern", False):
             parent_path = rule.path.rstrip("*").rstrip("/")
-            parent_id = tree.find(parent_path) if parent_path else tree.root_id
+            parent_id = tree.find(rule.segments)
             if parent_id is None:
                 issues.append(RuleIssue(mailbox, source, rule.path, "folder_not_found",
                                         f"pattern parent {parent_path!r} does not exist"))
@@ -90,7 +90,7 @@ def resolve_targets(
                                     f"folder {rule.path!r} was deleted; its activities are kept"))
             continue
         if folder_id is None:
-            folder_id = tree.find(rule.path)
+            folder_id = tree.find(rule.segments)
         if folder_id is None:
             issues.append(RuleIssue(mailbox, source, rule.path, "folder_not_found",
                                     f"folder {rule.path!r} does not exist"))

@@ -238,3 +238,14 @@ def test_registry_loads_the_sql_sink_from_its_entry_point(database_engine):
 def test_registry_names_installed_sinks_for_an_unknown_one(database_engine):
     with pytest.raises(ConfigError, match=r"unknown sink 'dataverse' \(installed sinks: .*sql"):
         load_sink("dataverse", None, database_engine)
+
+
+def test_exchangelib_datetimes_are_accepted(sink, database_engine):
+    from exchangelib import EWSDateTime, EWSTimeZone
+
+    sent = EWSDateTime(2026, 1, 5, 10, 0, tzinfo=EWSTimeZone("Europe/Berlin"))
+    assert (
+        sink.upsert(make_activity(sent_at=sent, received_at=sent.astimezone(EWSTimeZone("UTC")))) == "created"
+    )
+    assert sink.upsert(make_activity(sent_at=sent)) == "updated"  # received_at changed
+    assert list_activities(database_engine)[0].sent_at == datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, make_url, select, text
 
 from foldertrack.errors import ConfigError, DatabaseError, SchemaOutOfDateError
-from foldertrack.state.database import head_revision, mask_url, open_database, upgrade_database
+from foldertrack.state.database import (
+    SQLITE_BEGIN_OPTION,
+    head_revision,
+    mask_url,
+    open_database,
+    upgrade_database,
+)
 from foldertrack.state.schema import mailbox_leases
 
 
@@ -88,3 +95,19 @@ def test_invalid_url_is_a_config_error_that_does_not_echo_it():
 def test_mask_url_hides_the_password():
     assert mask_url("postgresql+psycopg://u:p%40ss@h/db") == "postgresql+psycopg://u:***@h/db"
     assert mask_url("sqlite:////var/lib/x.db") == "sqlite:////var/lib/x.db"
+
+
+def test_sqlite_begin_immediate_takes_the_write_lock_at_begin(sqlite_url):
+    engine = open_database(sqlite_url)
+    path = make_url(sqlite_url).database
+    try:
+        with engine.connect().execution_options(**{SQLITE_BEGIN_OPTION: "immediate"}) as conn, conn.begin():
+            conn.execute(select(mailbox_leases.c.mailbox)).all()  # a read only, yet the lock is held
+            other = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+            try:
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    other.execute("BEGIN IMMEDIATE")
+            finally:
+                other.close()
+    finally:
+        engine.dispose()

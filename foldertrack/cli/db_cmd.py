@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from foldertrack.cli.db_options import database_options, open_command_database, resolve_database_url
-from foldertrack.state.database import current_revision, head_revision, mask_url, upgrade_database
+from foldertrack.state.database import (
+    current_revision,
+    head_revision,
+    known_revisions,
+    mask_url,
+    upgrade_database,
+)
 
 
 @click.group()
@@ -37,6 +43,8 @@ def current(config_path: str | None, database_url: str | None) -> None:
         engine.dispose()
     if have == need:
         click.echo(f"{shown}: schema at {have} (current)")
+    elif have is not None and have not in known_revisions():
+        click.echo(f"{shown}: schema at {have}, newer than this foldertrack (which needs {need})")
     else:
         click.echo(
             f"{shown}: schema at {have or 'nothing (empty)'}, needs {need}: run `foldertrack db upgrade`"

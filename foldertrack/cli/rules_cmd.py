@@ -12,11 +12,17 @@ from foldertrack.config import format_duration, load_config
 from foldertrack.errors import RuleError, RuleProblem
 from foldertrack.rules import FolderRule, RuleSet, load_rules
 
-#: Further checks of a valid rule set, run after the offline validation. The Exchange part adds one that
-#: connects and resolves every folder (reporting missing folders as ``path:line`` problems) behind a
-#: ``--connect`` option; keep these pure functions of the rule set so ``rules check`` stays a thin layer.
 RuleCheck = Callable[[RuleSet], list[RuleProblem]]
-EXTRA_CHECKS: list[RuleCheck] = []
+
+
+def extra_checks() -> list[RuleCheck]:
+    """Checks of a valid rule set beyond the offline validation; none yet.
+
+    Extension point: the Exchange part adds a ``--connect`` option whose check connects, resolves every
+    rule's folder and reports missing folders as ``path:line`` problems (``RuleProblem``), so the output
+    and exit code stay those of offline checking.
+    """
+    return []
 
 
 @click.group()
@@ -35,7 +41,7 @@ def check(directory: Path | None, config_path: str | None) -> None:
     if directory is None:
         directory = load_config(config_path, required=config_path is not None).rules.dir
     rule_set = load_rules(directory)
-    problems = [problem for extra in EXTRA_CHECKS for problem in extra(rule_set)]
+    problems = [problem for extra in extra_checks() for problem in extra(rule_set)]
     if problems:
         raise RuleError(problems)
     click.echo(format_rule_table(rule_set))

@@ -20,8 +20,12 @@ EXIT_WEDGED = 70  # a worker died: let systemd restart us
 
 @click.command()
 @config_option
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
 @click.pass_context
 def run(ctx: click.Context, config_path: str | None, log_level: str) -> None:
     """Watch the mailboxes named in the rules and track mails moved into their folders.
@@ -42,8 +46,12 @@ def run(ctx: click.Context, config_path: str | None, log_level: str) -> None:
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
     watcher.start()
-    log.info("foldertrack running: %s, rules in %s, database %s", config.exchange.endpoint, config.rules.dir,
-             config.database.display_url)
+    log.info(
+        "foldertrack running: %s, rules in %s, database %s",
+        config.exchange.endpoint,
+        config.rules.dir,
+        config.database.display_url,
+    )
     exit_code = 0
     try:
         while not stop.wait(0.5):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from exchangelib.attachments import FileAttachment, ItemAttachment
 from exchangelib.items import Item
@@ -78,7 +78,7 @@ def to_activity(
         parties.extend(_parties(role, boxes or [], resolve_address))
     conversation = item.conversation_id.id if getattr(item, "conversation_id", None) else None
     return Activity(
-        key=mail_key(item.message_id, sender, item.datetime_sent, item.subject, text_body or html_body),
+        key=mail_key(item.message_id, sender, plain_datetime(item.datetime_sent), item.subject, text_body or html_body),
         mailbox=mailbox,
         folder_id=folder_id,
         folder_path=folder_path,
@@ -90,11 +90,20 @@ def to_activity(
         text_body=text_body,
         html_body=html_body,
         sender=sender,
-        sent_at=item.datetime_sent,
-        received_at=item.datetime_received,
+        sent_at=plain_datetime(item.datetime_sent),
+        received_at=plain_datetime(item.datetime_received),
         parties=tuple(parties),
         attachments=tuple(_attachments(item, max_attachment_bytes)),
     )
+
+
+def plain_datetime(value) -> datetime | None:
+    """exchangelib's EWSDateTime as a plain aware UTC datetime (its own tz type leaks into nothing else)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return datetime(*value.timetuple()[:6], value.microsecond, tzinfo=UTC)
+    return datetime.fromtimestamp(value.timestamp(), UTC)
 
 
 def _address(mailbox_obj) -> str | None:

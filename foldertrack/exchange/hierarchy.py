@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from exchangelib import Account
 
+from foldertrack.rules.paths import join_folder_path
+
 
 @dataclass(frozen=True)
 class FolderNode:
@@ -40,12 +42,12 @@ class FolderTree:
             seen.add(current)
             names.append(node.name)
             current = node.parent_id or ""
-        return "/".join(reversed(names))
+        return join_folder_path(list(reversed(names)))
 
-    def find(self, path: str) -> str | None:
-        """The id of the folder at ``path`` (case-insensitive), or None."""
+    def find(self, segments: tuple[str, ...] | list[str]) -> str | None:
+        """The id of the folder with these names from the root down (case-insensitive), or None."""
         current = self.root_id
-        for part in [p for p in path.split("/") if p]:
+        for part in segments:
             wanted = part.casefold()
             match = next((n.id for n in self.children(current) if n.name.casefold() == wanted), None)
             if match is None:

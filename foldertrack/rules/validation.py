@@ -61,7 +61,7 @@ def parse_document(root: Node, reader: NodeReader) -> list[FolderRule]:
     if "defaults" in top:
         defaults |= _options(top["defaults"][1], "defaults", reader)
     if "mailboxes" not in top:
-        reader.problem(root, "missing key 'mailboxes' (a list of '- address: ...' blocks)")
+        reader.missing(root, ["mailboxes"], "missing key 'mailboxes' (a list of '- address: ...' blocks)")
         return []
     blocks = reader.sequence(top["mailboxes"][1], "mailboxes")
     if blocks is not None and not blocks:
@@ -81,7 +81,7 @@ def _block(node: Node, file_defaults: dict[str, Any], reader: NodeReader) -> lis
     if "defaults" in block:
         options |= _options(block["defaults"][1], "defaults", reader)
     if "folders" not in block:
-        reader.problem(node, "missing key 'folders' in a mailbox block")
+        reader.missing(node, ["folders"], "missing key 'folders' in a mailbox block")
         return []
     key_node, folders_node = block["folders"]
     folders = reader.mapping(folders_node, "folders (folder path: record)", None)
@@ -109,7 +109,8 @@ def _addresses(node: Node, block: dict[str, tuple[ScalarNode, Node]], reader: No
             reader.problem(block["addresses"][0], "addresses is empty")
         nodes = items or []
     else:
-        reader.problem(node, "missing key 'address' (or 'addresses') in a mailbox block")
+        message = "missing key 'address' (or 'addresses') in a mailbox block"
+        reader.missing(node, ["address", "addresses"], message)
     result = []
     for item in nodes:
         text = reader.string(item, "a mailbox address")
@@ -181,9 +182,8 @@ def _folder(
             return None
         options |= _option_values(entry, reader)
         if "record" not in entry:
-            reader.problem(
-                key, f"folder {path!r}: missing key 'record' (write 'record: null' for no regarding)"
-            )
+            message = f"folder {path!r}: missing key 'record' (write 'record: null' for no regarding)"
+            reader.missing(node, ["record"], message, at=key)
             return None
         record_node = entry["record"][1]
     elif not isinstance(node, ScalarNode):
@@ -236,7 +236,7 @@ def _lookup(node: MappingNode, path: str, is_pattern: bool, reader: NodeReader) 
     values = reader.mapping(node, "a record lookup", LOOKUP_KEYS)
     if values is None:
         return None
-    ok = len(reader.problems)
+    before = len(reader.problems)
     kind = None
     if "type" in values:
         kind = reader.choice(values["type"][1], "record type", RECORD_TYPES)
@@ -256,10 +256,10 @@ def _lookup(node: MappingNode, path: str, is_pattern: bool, reader: NodeReader) 
     elif len(given) > 1:
         reader.problem(values["number"][0], "give either 'name' or 'number' in a lookup, not both")
     elif not given:
-        reader.problem(node, "a record lookup needs 'name:' or 'number:'")
+        reader.missing(node, ["name", "number"], "a record lookup needs 'name:' or 'number:'")
     else:
         by = given[0]
         value = reader.string(values[by][1], f"lookup {by}")
-    if len(reader.problems) > ok or by is None:
+    if len(reader.problems) > before or by is None:
         return None
     return RecordLookup(type=kind, by=by, value=value)  # type: ignore[arg-type]

@@ -95,6 +95,7 @@ class NodeReader:
         self.source = source
         self.problems: list[RuleProblem] = []
         self._constructor = SafeConstructor()
+        self._suggested: set[tuple[int, str]] = set()  # (mapping node id, key a typo was taken for)
 
     def problem(self, at: Node | int, message: str) -> None:
         line = at if isinstance(at, int) else line_of(at)
@@ -120,10 +121,17 @@ class NodeReader:
             if allowed is not None and name not in allowed:
                 match = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
                 hint = f"did you mean {match[0]!r}?" if match else f"expected {', '.join(allowed)}"
+                if match:
+                    self._suggested.add((id(node), match[0]))
                 self.problem(key, f"unknown key {name!r} in {what} ({hint})")
                 continue
             result[name] = (key, value)
         return result
+
+    def missing(self, mapping: Node, keys: Sequence[str], message: str, at: Node | None = None) -> None:
+        """Report missing required key(s), unless an unknown key was already reported as a typo of one."""
+        if not any((id(mapping), key) in self._suggested for key in keys):
+            self.problem(at or mapping, message)
 
     def string(self, node: Node, what: str) -> str | None:
         """A scalar's text as written (so ``0012`` stays ``"0012"`` and ``yes`` stays ``"yes"``)."""

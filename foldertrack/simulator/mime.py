@@ -49,7 +49,8 @@ class MailSpec:
 def build_mime(spec: MailSpec) -> bytes:
     """Build RFC 5322 bytes (multipart when there is an HTML part or attachments)."""
     msg = EmailMessage(policy=policy.SMTP)
-    msg["From"] = spec.sender
+    if spec.sender:
+        msg["From"] = spec.sender
     if spec.to:
         msg["To"] = ", ".join(spec.to)
     if spec.cc:

@@ -66,6 +66,13 @@ def el(tag: str, **attrs: object) -> etree._Element:
     return etree.Element(tag, {k: clean(v) for k, v in attrs.items() if v is not None}, nsmap=NSMAP)
 
 
+def xs_bool(text: str | None, default: bool = False) -> bool:
+    """An ``xs:boolean`` value: "true"/"false"/"1"/"0" (exchangelib sends "1"/"0")."""
+    if text is None or not text.strip():
+        return default
+    return text.strip().lower() in ("true", "1")
+
+
 def bool_text(value: bool) -> str:
     return "true" if value else "false"
 

@@ -11,16 +11,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, delete, exc, insert, select, update
+from sqlalchemy import Connection, Engine, delete, exc, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import ReturningInsert
 
 from foldertrack.errors import PermanentSinkError, SinkError, TransientSinkError
 from foldertrack.model import Activity, Attachment, Party
 from foldertrack.sinks.base import ActivitySink, UpsertOutcome
+from foldertrack.state.database import SQLITE_BEGIN_OPTION
 from foldertrack.state.schema import activities, activity_attachments, activity_parties, records
-from foldertrack.state.types import utcnow
+from foldertrack.state.types import to_utc, utcnow
 
 #: columns compared to decide "unchanged"; tracked_at/updated_at are ours, not the activity's content
 _CONTENT_COLUMNS: tuple[str, ...] = (
@@ -89,7 +92,11 @@ class SqlActivitySink(ActivitySink):
     @contextmanager
     def _transaction(self, conn: Connection | None) -> Iterator[Connection]:
         if conn is None:
-            with self.engine.begin() as own:
+            # read-then-write: on SQLite take the write lock at BEGIN rather than fail on upgrade
+            with (
+                self.engine.connect().execution_options(**{SQLITE_BEGIN_OPTION: "immediate"}) as own,
+                own.begin(),
+            ):
                 yield own
         else:
             with conn.begin_nested():
@@ -111,10 +118,8 @@ class SqlActivitySink(ActivitySink):
 
         existing = c.execute(select(activities).where(activities.c.key == key)).mappings().first()
         if existing is None:
-            inserted = c.execute(
-                _insert_if_absent(c, {**values, "key": key, "tracked_at": now, "updated_at": now})
-            )
-            if inserted.rowcount == 1:
+            row = {**values, "key": key, "tracked_at": now, "updated_at": now}
+            if c.execute(_insert_if_absent(c, row)).first() is not None:
                 _insert_children(c, party_rows, attachment_rows)
                 return "created"
             # another writer created it between our SELECT and INSERT: continue as an update
@@ -165,9 +170,12 @@ def sink_error(error: exc.SQLAlchemyError, key: str) -> SinkError:
 
 
 def _activity_values(activity: Activity) -> dict[str, Any]:
+    times: dict[str, datetime | None] = {}
     for label, when in (("sent_at", activity.sent_at), ("received_at", activity.received_at)):
-        if when is not None and (when.tzinfo is None or when.utcoffset() is None):
-            raise PermanentSinkError(f"activity {activity.key[:200]}: {label} is a naive datetime")
+        try:
+            times[label] = to_utc(when) if when is not None else None
+        except (ValueError, TypeError) as error:
+            raise PermanentSinkError(f"activity {activity.key[:200]}: {label}: {error}") from None
     regarding = activity.regarding if activity.state == "tracked" else None
     return {
         "message_id": activity.message_id,
@@ -176,8 +184,8 @@ def _activity_values(activity: Activity) -> dict[str, Any]:
         "text_body": _text(activity.text_body),
         "html_body": _text(activity.html_body),
         "sender": activity.sender,
-        "sent_at": activity.sent_at,
-        "received_at": activity.received_at,
+        "sent_at": times["sent_at"],
+        "received_at": times["received_at"],
         "direction": activity.direction,
         "mailbox": activity.mailbox,
         "folder_id": activity.folder_id,
@@ -226,12 +234,16 @@ def _record_name(c: Connection, record_type: str, record_id: str) -> str | None:
     return c.execute(query).scalar_one_or_none()
 
 
-def _insert_if_absent(c: Connection, values: dict[str, Any]) -> Insert:
+def _insert_if_absent(c: Connection, values: dict[str, Any]) -> ReturningInsert[tuple[str]]:
+    """INSERT that returns the key, or no row when another writer got there first (no error, so the
+    caller's transaction stays usable; rowcount is not reliable across drivers, RETURNING is)."""
     if c.dialect.name == "postgresql":
-        return postgresql.insert(activities).values(values).on_conflict_do_nothing(index_elements=["key"])
-    if c.dialect.name == "sqlite":
-        return sqlite.insert(activities).values(values).on_conflict_do_nothing(index_elements=["key"])
-    return insert(activities).values(values)
+        query = postgresql.insert(activities).values(values).on_conflict_do_nothing(index_elements=["key"])
+    elif c.dialect.name == "sqlite":
+        query = sqlite.insert(activities).values(values).on_conflict_do_nothing(index_elements=["key"])
+    else:
+        query = insert(activities).values(values)
+    return query.returning(activities.c.key)
 
 
 def _insert_children(

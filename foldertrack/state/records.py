@@ -10,10 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, and_, delete, exc, insert, or_, select, tuple_, update
 
+from foldertrack.errors import DatabaseError
 from foldertrack.model import RecordRef
 from foldertrack.state.csv_records import CsvRecord, read_records_csv
+from foldertrack.state.database import SQLITE_BEGIN_OPTION
 from foldertrack.state.schema import record_emails, records
 from foldertrack.state.types import utcnow
 
@@ -82,8 +84,17 @@ class RecordDirectory:
         file are kept; a re-import updates names, numbers and replaces each listed record's addresses.
         """
         rows = read_records_csv(path)
+        try:
+            return self._upsert(str(path), rows)
+        except exc.DBAPIError as error:
+            raise DatabaseError(
+                f"importing {path} failed: {type(error.orig or error).__name__}: {error.orig}"
+            ) from None
+
+    def _upsert(self, path: str, rows: list[CsvRecord]) -> ImportReport:
         created = updated = unchanged = 0
-        with self.engine.begin() as conn:
+        options = {SQLITE_BEGIN_OPTION: "immediate"}  # a watcher may be writing: wait for the lock
+        with self.engine.connect().execution_options(**options) as conn, conn.begin():
             existing = self._existing(conn, [(r.type, r.id) for r in rows])
             now = utcnow()
             for row in rows:
@@ -96,7 +107,7 @@ class RecordDirectory:
                 else:
                     self._update(conn, row, before[2], now)
                     updated += 1
-        return ImportReport(str(path), created, updated, unchanged)
+        return ImportReport(path, created, updated, unchanged)
 
     def _existing(
         self, conn: Connection, keys: list[tuple[str, str]]

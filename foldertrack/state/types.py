@@ -15,6 +15,25 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def to_utc(value: datetime) -> datetime:
+    """``value`` as a plain aware UTC ``datetime``; subclasses such as exchangelib's ``EWSDateTime`` (whose
+    ``astimezone`` only accepts its own zones) become plain datetimes. Naive values raise ValueError."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} given: use an aware (UTC) datetime")
+    plain = datetime(
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+        tzinfo=value.tzinfo,
+        fold=value.fold,
+    )
+    return plain.astimezone(UTC)
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime on every backend.
 
@@ -30,9 +49,7 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if not isinstance(value, datetime):
             raise TypeError(f"expected a datetime, got {type(value).__name__}")
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value.isoformat()} given: use an aware (UTC) datetime")
-        value = value.astimezone(UTC)
+        value = to_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:

@@ -5,13 +5,15 @@ SQL sink's) into one transaction: that is what makes tracking exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 
+from foldertrack.state.database import SQLITE_BEGIN_OPTION
 from foldertrack.state.schema import (
     activity_links,
     conflicts,
@@ -34,6 +36,14 @@ class FolderPlan:
     rule_source: str
     parent_rule_path: str | None
     status: str  # active | stale_path
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction; on SQLite it takes the write lock at BEGIN, so concurrent writers wait for
+    each other (busy timeout) instead of failing with "database is locked" when a read turns into a write."""
+    with engine.connect().execution_options(**{SQLITE_BEGIN_OPTION: "immediate"}) as conn, conn.begin():
+        yield conn
 
 
 # -- tracked folders -----------------------------------------------------------------------------------------
@@ -362,7 +372,7 @@ def mark_replayed(conn: Connection, dead_letter_id: int) -> None:
 def set_health(engine: Engine, mailbox: str, *, instance: str | None = None, **values) -> None:
     """Upsert the mailbox's health row (mode, last_event_at, last_sync_at, last_error, consecutive_failures)."""
     values["updated_at"] = utcnow()
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         result = conn.execute(
             update(subscription_health)
             .where(subscription_health.c.mailbox == mailbox)
@@ -377,9 +387,35 @@ def set_health_many(engine: Engine, mailboxes: Iterable[str], **values) -> None:
     if not mailboxes:
         return
     values["updated_at"] = utcnow()
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         conn.execute(
             update(subscription_health)
             .where(and_(subscription_health.c.mailbox.in_(mailboxes)))
             .values(**values)
         )
+
+
+def request_replay(conn: Connection, ids: Iterable[int] | None = None) -> int:
+    """Mark dead letters for replay (status retrying, attempts 0); a watcher picks them up. Returns how many."""
+    query = update(dead_letters).where(dead_letters.c.status == "dead")
+    if ids is not None:
+        query = query.where(dead_letters.c.id.in_(list(ids)))
+    return conn.execute(query.values(status="retrying", attempts=0, last_attempt_at=utcnow())).rowcount
+
+
+def replay_item_ids(conn: Connection, mailbox: str, folder_id: str) -> list[str]:
+    rows = conn.execute(select(dead_letters.c.item_id).where(
+        dead_letters.c.mailbox == mailbox, dead_letters.c.folder_id == folder_id,
+        dead_letters.c.status == "retrying", dead_letters.c.attempts == 0))
+    return [r[0] for r in rows]
+
+
+def replay_folders(conn: Connection) -> set[tuple[str, str]]:
+    rows = conn.execute(select(dead_letters.c.mailbox, dead_letters.c.folder_id).where(
+        dead_letters.c.status == "retrying", dead_letters.c.attempts == 0).distinct())
+    return {(r[0], r[1]) for r in rows}
+
+
+def forget_failure(conn: Connection, mailbox: str, folder_id: str, item_id: str) -> None:
+    conn.execute(delete(dead_letters).where(
+        dead_letters.c.mailbox == mailbox, dead_letters.c.folder_id == folder_id, dead_letters.c.item_id == item_id))

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from foldertrack.errors import RuleError
 from foldertrack.exchange.connection import ExchangeConnector
 from foldertrack.exchange.hierarchy import load_tree
-from foldertrack.retry import Backoff, describe, is_transient, server_back_off
+from foldertrack.retry import describe, is_transient, server_back_off
 from foldertrack.rules.loader import load_rules
 from foldertrack.sinks.base import ActivitySink
 from foldertrack.state import watch_store as store
@@ -37,7 +37,8 @@ from foldertrack.watch.streaming import MAX_IDS_PER_STREAM, StreamGroup, Subscri
 log = logging.getLogger("foldertrack.watch")
 
 EVENT_TYPES = ("CopiedEvent", "CreatedEvent", "DeletedEvent", "ModifiedEvent", "MovedEvent", "NewMailEvent")
-POLL_AFTER_FAILURES = 2  # subscription or stream failures in a row before a mailbox polls
+POLL_AFTER_FAILURES = 2
+REPLAY_CHECK_INTERVAL = 2.0  # seconds between looks for dead letters `foldertrack retry` queued  # subscription or stream failures in a row before a mailbox polls
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class Watcher:
         self.ready = threading.Event()
         self.rules = None
         self.totals = SyncResult()
-        self._sub_backoff = Backoff(initial=0.5, maximum=300.0)
+        self._next_replay_check = 0.0
         self.dispatcher = Dispatcher(self._handle, workers=options.workers, debounce=options.debounce)
         self.sync_context = SyncContext(
             engine=engine, connector=connector, sink=sink, resolve_address=self.directory.by_address,
@@ -215,7 +216,7 @@ class Watcher:
             result = catch_up(self.sync_context, target)
         except FolderGone:
             log.error("%s: folder %r was deleted; its rule is broken (activities are kept)", mailbox, target.path)
-            with self.engine.begin() as conn:
+            with store.writing(self.engine) as conn:
                 store.mark_folder_deleted(conn, mailbox, folder_id)
             self.dispatcher.put(HierarchyChanged(mailbox, "folder-gone"))
             return
@@ -248,12 +249,12 @@ class Watcher:
                                   None if t.via == "rule" else t.configured_path,
                                   "stale_path" if t.path.casefold() != t.configured_path.casefold() and t.via == "rule"
                                   else "active") for t in targets]
-        with self.engine.begin() as conn:
+        with store.writing(self.engine) as conn:
             new = store.apply_plan(conn, mailbox, plans, deleted=deleted)
         watch_ids = {t.folder_id for t in targets}
         for rule in state.rules:
             if rule.is_pattern:
-                parent = state.tree.find(rule.path.rstrip("*").rstrip("/"))
+                parent = state.tree.find(rule.segments)
                 if parent:
                     watch_ids.add(parent)
         for issue in issues:
@@ -282,7 +283,7 @@ class Watcher:
 
     def _retire_mailbox(self, state: MailboxState) -> None:
         self._drop_subscription(state)
-        with self.engine.begin() as conn:
+        with store.writing(self.engine) as conn:
             store.apply_plan(conn, state.mailbox, [])
         with self._lock:
             self._mailboxes.pop(state.mailbox, None)
@@ -447,6 +448,11 @@ class Watcher:
     def _tick(self, now: float) -> None:
         with self._lock:
             states = list(self._mailboxes.values())
+        if now >= self._next_replay_check:
+            self._next_replay_check = now + REPLAY_CHECK_INTERVAL
+            with self.engine.connect() as conn:
+                for mailbox, folder_id in store.replay_folders(conn):
+                    self.dispatcher.put(FolderChanged(mailbox, folder_id, "retry"))
         for state in states:
             if not state.resolved:
                 continue

@@ -24,6 +24,7 @@ from foldertrack.retry import RESUBSCRIBE_ERRORS, Backoff, describe
 log = logging.getLogger(__name__)
 
 MAX_IDS_PER_STREAM = 200  # EWS limit of subscription ids per GetStreamingEvents request
+COALESCE_SECONDS = 0.05  # wait this long for more subscriptions before (re)issuing a stream
 
 
 class HeartbeatStreamingEvents(GetStreamingEvents):
@@ -126,8 +127,13 @@ class StreamGroup:
                     self._lock.wait()
                 if self._stopping:
                     return
+                self._lock.wait(COALESCE_SECONDS)  # let a burst of (re)subscriptions settle first
+                if self._stopping:
+                    return
                 subs = dict(self._subs)
                 self._changed = False
+            if not subs:
+                continue
             anchor = next(iter(subs.values())).mailbox
             account = self._connector.account(anchor)
             service = HeartbeatStreamingEvents(account=account, on_envelope=self._heartbeat)
@@ -153,7 +159,11 @@ class StreamGroup:
                 self.connected = False
                 self._on_subscriptions_lost(sorted({subs[i].mailbox for i in lost}), exc)
             except Exception as exc:  # raw requests errors on a dropped stream, server errors, stalls
-                if self._is_stopping_or_changed():
+                if self._is_stopping():
+                    return
+                if self._was_changed():
+                    # we closed it to add or remove a subscription: events in flight on it may be lost
+                    self._on_stream_lost(sorted({s.mailbox for s in subs.values()}), exc)
                     continue
                 self.connected = False
                 self.failures += 1
@@ -184,9 +194,13 @@ class StreamGroup:
                 subs = dict(self._subs)
             self._mark_connected(subs)
 
-    def _is_stopping_or_changed(self) -> bool:
+    def _is_stopping(self) -> bool:
         with self._lock:
-            return self._stopping or self._changed
+            return self._stopping
+
+    def _was_changed(self) -> bool:
+        with self._lock:
+            return self._changed
 
     def _interrupt(self) -> None:
         """Close the current streaming connection so the loop re-issues it (or stops)."""

@@ -39,8 +39,9 @@ class StreamingResponse:
 
 class Handler:
     SERVICE_NAME: ClassVar[str] = ""
-    #: element name of the container in each response message, if any
     needs_mailbox: ClassVar[bool] = True
+    #: a container the schema requires even in error messages (Exchange sends it empty: ``<m:Items/>``)
+    error_container: ClassVar[str | None] = None
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -62,7 +63,10 @@ class Handler:
         return resp, sub(resp, M("ResponseMessages"))
 
     def message(self, messages: etree._Element, error: EwsError | None = None) -> etree._Element:
-        return response_message(messages, f"{self.SERVICE_NAME}ResponseMessage", error)
+        msg = response_message(messages, f"{self.SERVICE_NAME}ResponseMessage", error)
+        if error is not None and self.error_container:
+            sub(msg, M(self.error_container))
+        return msg
 
     # -- reading requests -------------------------------------------------------------------------
     def folder_from(self, elem: etree._Element) -> Folder:

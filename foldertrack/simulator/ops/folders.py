@@ -154,7 +154,8 @@ class UpdateFolder(Handler):
                 try:
                     ref = next(c for c in change if c.tag in (T("FolderId"), T("DistinguishedFolderId")))
                     folder = self.folder_from(ref)
-                    for update in change.find(T("Updates")) or []:
+                    updates = change.find(T("Updates"))
+                    for update in updates if updates is not None else []:
                         if update.tag != T("SetFolderField"):
                             continue
                         uri = update.find(T("FieldURI"))

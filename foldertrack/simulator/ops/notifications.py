@@ -8,7 +8,7 @@ from foldertrack.simulator.events import EVENT_TYPES, Event, QueuedEvent, Subscr
 from foldertrack.simulator.model import EwsError
 from foldertrack.simulator.ops.base import Handler
 from foldertrack.simulator.render import ews_datetime
-from foldertrack.simulator.soap import M, SoapFault, T, bool_text, sub
+from foldertrack.simulator.soap import M, SoapFault, T, bool_text, sub, xs_bool
 
 
 def event_element(parent: etree._Element, sub_: Subscription, queued: QueuedEvent) -> None:
@@ -38,8 +38,11 @@ def notification_element(
     events: list[QueuedEvent],
     previous: str | None = None,
     more: bool | None = None,
+    tag: str = M("Notification"),
 ) -> None:
-    note = sub(parent, M("Notification"))
+    """GetEvents carries ``m:Notification``; GetStreamingEvents' ``Notifications`` holds ``t:Notification``
+    (``NonEmptyArrayOfNotificationsType`` lives in types.xsd)."""
+    note = sub(parent, tag)
     sub(note, T("SubscriptionId"), sub_.id)
     if previous is not None:
         sub(note, T("PreviousWatermark"), previous)
@@ -82,7 +85,7 @@ class Subscribe(Handler):
         with self.store.lock:
             try:
                 folders: frozenset[int] | None = None
-                if request.get("SubscribeToAllFolders", "false").lower() != "true":
+                if not xs_bool(request.get("SubscribeToAllFolders")):
                     ids = request.find(T("FolderIds"))
                     if ids is None or len(ids) == 0:
                         raise EwsError("ErrorInvalidSubscriptionRequest", "No folders to subscribe to.")

@@ -60,7 +60,7 @@ class GetStreamingEvents(Handler):
         msg = self.message(messages, failed[0][1])
         ids = sub(msg, M("ErrorSubscriptionIds"))
         for sub_id, _ in failed:
-            sub(ids, M("SubscriptionId"), sub_id)
+            sub(ids, T("SubscriptionId"), sub_id)
         return resp
 
     def _envelope(self, status: str, notes: list | None = None) -> etree._Element:
@@ -69,7 +69,7 @@ class GetStreamingEvents(Handler):
         if notes:
             container = sub(msg, M("Notifications"))
             for sub_, events in notes:
-                notification_element(container, sub_, events)
+                notification_element(container, sub_, events, tag=T("Notification"))
         sub(msg, M("ConnectionStatus"), status)
         return resp
 
@@ -130,5 +130,5 @@ class GetStreamingEvents(Handler):
         msg = self.message(messages, EwsError("ErrorSubscriptionNotFound", "The specified subscription was not found."))
         ids = sub(msg, M("ErrorSubscriptionIds"))
         for sub_id in waker.expired_ids or ["unknown"]:
-            sub(ids, M("SubscriptionId"), sub_id)
+            sub(ids, T("SubscriptionId"), sub_id)
         return resp

@@ -1,0 +1,331 @@
+"""The HTTP side: ``POST /EWS/Exchange.asmx`` (Basic auth, SOAP 1.1), chunked streaming, a loopback-only
+``/control/faults`` endpoint, and a server that tracks (and on stop joins) every thread it starts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+from lxml import etree
+
+from foldertrack.simulator.model import EwsError
+from foldertrack.simulator.ops import SERVICES
+from foldertrack.simulator.ops.base import Context, StreamingResponse
+from foldertrack.simulator.soap import SoapFault, envelope, fault_envelope, parse_request
+
+if TYPE_CHECKING:
+    from foldertrack.simulator.simulator import Simulator
+
+log = logging.getLogger(__name__)
+
+EWS_PATH = "/ews/exchange.asmx"
+CONTROL_PATH = "/control/faults"
+MAX_BODY = 64 * 1024 * 1024
+REALM = "foldertrack-simulator"
+
+
+class SimHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 512
+
+    def __init__(self, address: tuple[str, int], sim: Simulator):
+        self.sim = sim
+        self._track = threading.Lock()
+        self.threads: set[threading.Thread] = set()
+        self.connections: set[socket.socket] = set()
+        super().__init__(address, EwsRequestHandler)
+
+    def get_request(self):  # type: ignore[override]
+        sock, addr = super().get_request()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._track:
+            self.connections.add(sock)
+        return sock, addr
+
+    def process_request(self, request, client_address):  # type: ignore[override]
+        thread = threading.Thread(
+            target=self._serve_connection, args=(request, client_address), name="ews-sim-connection", daemon=True
+        )
+        with self._track:
+            self.threads.add(thread)
+        thread.start()
+
+    def _serve_connection(self, request, client_address) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # a broken connection must not print tracebacks
+            log.debug("connection from %s ended with an error", client_address, exc_info=True)
+        finally:
+            self.shutdown_request(request)
+            with self._track:
+                self.threads.discard(threading.current_thread())
+
+    def shutdown_request(self, request) -> None:  # type: ignore[override]
+        with self._track:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._track:
+            conns = list(self.connections)
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def join_threads(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._track:
+                threads = list(self.threads)
+            if not threads or time.monotonic() > deadline:
+                return
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class EwsRequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Microsoft-IIS/10.0"
+    sys_version = ""
+    server: SimHTTPServer
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002
+        log.debug("%s %s", self.address_string(), format % args)
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _read_body(self) -> bytes | None:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        if length < 0 or length > MAX_BODY:
+            return None
+        return self.rfile.read(length)
+
+    def _send(self, status: int, body: bytes, content_type: str = "text/xml; charset=utf-8", extra=None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-FEServer", "SIMULATOR")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _reset(self) -> None:
+        """Abort the TCP connection (RST) without answering."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # -- routes -----------------------------------------------------------------------------------
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.lower().split("?")[0] == CONTROL_PATH and self._loopback():
+            self._send(200, json.dumps(self.server.sim.faults.snapshot()).encode(), "application/json")
+        elif self.path.lower().split("?")[0] == EWS_PATH:
+            self._send(405, b"Method not allowed", "text/plain")
+        else:
+            self._send(404, b"Not found", "text/plain")
+
+    def do_POST(self) -> None:  # noqa: N802
+        path = self.path.lower().split("?")[0]
+        body = self._read_body()
+        if body is None:
+            self.close_connection = True
+            self._send(400, b"Bad request", "text/plain")
+        elif path == EWS_PATH:
+            self._ews(body)
+        elif path == CONTROL_PATH:
+            self._control(body)
+        else:
+            self._send(404, b"Not found", "text/plain")
+
+    def _loopback(self) -> bool:
+        return self.client_address[0] in ("127.0.0.1", "::1") or self.client_address[0].startswith("127.")
+
+    def _control(self, body: bytes) -> None:
+        if not self._loopback():
+            self._send(403, b"control endpoint is loopback-only", "text/plain")
+            return
+        try:
+            result = self.server.sim.faults.apply(json.loads(body or b"{}"))
+        except (ValueError, KeyError, TypeError) as exc:
+            self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return
+        self._send(200, json.dumps(result).encode(), "application/json")
+
+    def _authenticate(self):
+        header = self.headers.get("Authorization") or ""
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            user, _, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+        return self.server.sim.store.authenticate(user, password)
+
+    def _ews(self, body: bytes) -> None:
+        sim = self.server.sim
+        sim.stats.count("http_requests")
+        principal = self._authenticate()
+        if principal is None:
+            sim.stats.count("unauthorized")
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", f'Basic realm="{REALM}"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        fault = sim.faults.take_request_fault()
+        if fault is not None and fault[0] == "reset":
+            self._reset()
+            return
+        if fault is not None and fault[0] == "http":
+            self._send(fault[1], f"Simulated HTTP {fault[1]}".encode(), "text/plain")
+            return
+        delay = sim.faults.response_delay_ms
+        if delay:
+            sim.stopping.wait(delay / 1000.0)
+        try:
+            request = parse_request(body)
+            sim.stats.count_operation(request.operation)
+            if fault is not None:  # busy
+                raise SoapFault(
+                    "ErrorServerBusy",
+                    "The server cannot service this request right now. Try again later.",
+                    {"BackOffMilliseconds": str(fault[1])},
+                )
+            handler_cls = SERVICES.get(request.operation)
+            if handler_cls is None:
+                raise SoapFault("ErrorInvalidOperation", f"The simulator does not implement {request.operation}.")
+            mailbox = self._acting_mailbox(principal, request.impersonate)
+            ctx = Context(sim.store, principal, mailbox, request, sim.faults, sim.stopping, sim.heartbeat)
+            result = handler_cls(ctx).call(request.payload)
+        except SoapFault as exc:
+            sim.stats.count(f"fault:{exc.code}")
+            self._send(500, fault_envelope(exc))
+            return
+        except EwsError as exc:
+            sim.stats.count(f"fault:{exc.code}")
+            self._send(500, fault_envelope(SoapFault(exc.code, exc.text, exc.message_xml)))
+            return
+        except Exception as exc:
+            log.exception("simulator: unexpected error")
+            self._send(500, fault_envelope(SoapFault("ErrorInternalServerError", f"{type(exc).__name__}: {exc}")))
+            return
+        if isinstance(result, StreamingResponse):
+            self._stream(result)
+        else:
+            sim.observe(result)
+            self._send(200, envelope(result))
+
+    def _acting_mailbox(self, principal, impersonate: str | None):
+        store = self.server.sim.store
+        if impersonate is None:
+            return principal.mailbox
+        with store.lock:
+            try:
+                target = store.mailbox(impersonate)
+            except EwsError as exc:
+                raise SoapFault(exc.code, exc.text) from None
+        if target is principal.mailbox:
+            return target
+        if not principal.can_impersonate:
+            raise SoapFault(
+                "ErrorImpersonateUserDenied", "The account does not have permission to impersonate the requested user."
+            )
+        return target
+
+    def _stream(self, result: StreamingResponse) -> None:
+        sim = self.server.sim
+        sim.stats.open_streams(+1)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml; charset=utf-8")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("X-FEServer", "SIMULATOR")
+            self.end_headers()
+            self.wfile.flush()
+            for chunk in result.chunks:
+                sim.observe(chunk)
+                data = envelope(chunk)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            if result.drop:
+                self._reset()
+            else:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+        finally:
+            sim.stats.open_streams(-1)
+            if result.on_close is not None:
+                result.on_close()
+
+
+class Stats:
+    """``sim.stats``: request counters by operation and by outcome, open streams."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter()
+        self.streams_open = 0
+        self.streams_total = 0
+
+    def count(self, name: str) -> None:
+        with self._lock:
+            self.counters[name] += 1
+
+    def count_operation(self, operation: str) -> None:
+        with self._lock:
+            self.requests[operation] += 1
+
+    def open_streams(self, delta: int) -> None:
+        with self._lock:
+            self.streams_open += delta
+            if delta > 0:
+                self.streams_total += 1
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "requests": dict(self.requests),
+                "counters": dict(self.counters),
+                "open_streams": self.streams_open,
+                "streams_total": self.streams_total,
+            }
+
+    def __getitem__(self, operation: str) -> int:
+        with self._lock:
+            return self.requests[operation]
+
+
+def _unused(_: etree._Element) -> None:  # keeps lxml import for type checkers
+    return None

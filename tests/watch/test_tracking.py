@@ -1,0 +1,193 @@
+"""Every row of DESIGN "Tracking semantics", end to end: simulator + exchangelib + watcher + SQLite."""
+
+from __future__ import annotations
+
+from foldertrack.simulator import MailSpec
+from tests.watch.conftest import ALICE, BOB
+
+RULES = f"""
+mailboxes:
+  - addresses: [{ALICE}, {BOB}]
+    folders:
+      Inbox/Customers/Contoso: account:acc-contoso
+      Inbox/Customers/Fabrikam:
+        record: account:acc-fabrikam
+      Inbox/Untracked-Record:
+        record: null
+      Inbox/Leave-Untrack:
+        record: account:acc-fabrikam
+        on_leave: untrack
+"""
+
+
+def _setup(h, rules=RULES, mailboxes=(ALICE, BOB)):
+    for address in mailboxes:
+        mb = h.add_mailbox(address)
+        for path in ("Inbox/Customers/Contoso", "Inbox/Customers/Fabrikam", "Inbox/Untracked-Record",
+                     "Inbox/Leave-Untrack", "Inbox/Elsewhere"):
+            mb.create_folder(path)
+    h.write_rules(rules)
+
+
+def _mail(subject, **kw):
+    kw.setdefault("sender", "dana@contoso.com")
+    kw.setdefault("to", [ALICE])
+    kw.setdefault("message_id", f"<{subject.replace(' ', '-')}@example.com>")
+    return MailSpec(subject=subject, body=f"body of {subject}", **kw)
+
+
+def test_moved_in_is_tracked_with_record_and_parties(harness):
+    _setup(harness)
+    harness.start_watcher()
+    mb = harness.sim.mailbox(ALICE)
+    item = harness.sim.deliver(ALICE, _mail("hello contoso", cc=["someone@else.com"]), folder="Inbox")
+    mb.move_item(item, "Inbox/Customers/Contoso")
+    a = harness.wait_tracked("hello contoso", regarding_id="acc-contoso")
+    assert a["regarding_type"] == "account" and a["state"] == "tracked"
+    assert a["mailbox"] == ALICE and a["direction"] == "incoming"
+    assert a["message_id"] == "<hello-contoso@example.com>"
+    parties = {(p["role"], p["address"]): p for p in harness.parties(a["key"])}
+    assert parties[("from", "dana@contoso.com")]["record_id"] == "con-dana"
+    assert parties[("to", ALICE)]["record_id"] is None
+    assert ("cc", "someone@else.com") in parties
+
+
+def test_delivered_into_folder_and_copied_in_are_tracked(harness):
+    _setup(harness)
+    harness.start_watcher()
+    harness.sim.deliver(ALICE, _mail("delivered by rule"), folder="Inbox/Customers/Fabrikam")
+    harness.wait_tracked("delivered by rule", regarding_id="acc-fabrikam")
+    item = harness.sim.deliver(ALICE, _mail("copied in"), folder="Inbox")
+    harness.sim.mailbox(ALICE).copy_item(item, "Inbox/Customers/Contoso")
+    harness.wait_tracked("copied in", regarding_id="acc-contoso")
+
+
+def test_rule_without_record_tracks_without_regarding(harness):
+    _setup(harness)
+    harness.start_watcher()
+    item = harness.sim.deliver(ALICE, _mail("no record"), folder="Inbox")
+    harness.sim.mailbox(ALICE).move_item(item, "Inbox/Untracked-Record")
+    a = harness.wait_tracked("no record")
+    assert a["regarding_id"] is None and a["state"] == "tracked"
+
+
+def test_moved_between_tracked_folders_relinks_once(harness):
+    _setup(harness)
+    harness.start_watcher()
+    mb = harness.sim.mailbox(ALICE)
+    item = harness.sim.deliver(ALICE, _mail("refile me"), folder="Inbox")
+    item = mb.move_item(item, "Inbox/Customers/Contoso")
+    harness.wait_tracked("refile me", regarding_id="acc-contoso")
+    mb.move_item(item, "Inbox/Customers/Fabrikam")
+    harness.wait_tracked("refile me", regarding_id="acc-fabrikam")
+    harness.settle()
+    assert len(harness.activities()) == 1
+
+
+def test_moved_out_keep_and_untrack(harness):
+    _setup(harness)
+    harness.start_watcher()
+    mb = harness.sim.mailbox(ALICE)
+    kept = mb.move_item(harness.sim.deliver(ALICE, _mail("keep me"), folder="Inbox"), "Inbox/Customers/Contoso")
+    gone = mb.move_item(harness.sim.deliver(ALICE, _mail("untrack me"), folder="Inbox"), "Inbox/Leave-Untrack")
+    harness.wait_tracked("keep me")
+    harness.wait_tracked("untrack me", regarding_id="acc-fabrikam")
+    mb.move_item(kept, "Inbox/Elsewhere")
+    mb.move_item(gone, "Inbox/Elsewhere")
+    harness.wait_tracked("untrack me", state="untracked", regarding_id=None)
+    harness.settle()
+    assert harness.activity("keep me")["state"] == "tracked"
+    assert harness.activity("keep me")["regarding_id"] == "acc-contoso"
+
+
+def test_deleted_in_exchange_keeps_activity(harness):
+    _setup(harness)
+    harness.start_watcher()
+    mb = harness.sim.mailbox(ALICE)
+    item = mb.move_item(harness.sim.deliver(ALICE, _mail("delete me"), folder="Inbox"), "Inbox/Customers/Contoso")
+    harness.wait_tracked("delete me")
+    mb.delete_item(item, hard=True)
+    harness.settle()
+    assert harness.activity("delete me")["state"] == "tracked"
+
+
+def test_old_mail_moved_back_in_is_tracked_again(harness):
+    _setup(harness, rules=RULES.replace("        on_leave: untrack", "        on_leave: untrack\n        backfill: false"))
+    mb = harness.sim.mailbox(ALICE)
+    old = harness.sim.deliver(ALICE, _mail("old mail"), folder="Inbox/Leave-Untrack")
+    harness.start_watcher()
+    harness.settle()
+    assert harness.activity("old mail") is None  # backfill: false
+    moved = mb.move_item(old, "Inbox/Elsewhere")
+    mb.move_item(moved, "Inbox/Leave-Untrack")
+    harness.wait_tracked("old mail", regarding_id="acc-fabrikam")
+
+
+def test_backfill_on_and_since(harness):
+    from datetime import UTC, datetime, timedelta
+
+    rules = f"""
+mailboxes:
+  - address: {ALICE}
+    folders:
+      Inbox/Customers/Contoso: account:acc-contoso
+      Inbox/Customers/Fabrikam:
+        record: account:acc-fabrikam
+        backfill_since: 30d
+"""
+    _setup(harness, rules=rules, mailboxes=(ALICE,))
+    now = datetime.now(UTC)
+    harness.sim.deliver(ALICE, _mail("existing contoso"), folder="Inbox/Customers/Contoso")
+    harness.sim.deliver(ALICE, _mail("recent fabrikam"), folder="Inbox/Customers/Fabrikam")
+    ancient = harness.sim.deliver(ALICE, _mail("ancient fabrikam", sent_at=now - timedelta(days=90)),
+                                  folder="Inbox/Customers/Fabrikam")
+    _backdate(harness, ALICE, ancient, now - timedelta(days=90))
+    harness.start_watcher()
+    harness.wait_tracked("existing contoso")
+    harness.wait_tracked("recent fabrikam")
+    harness.settle()
+    assert harness.activity("ancient fabrikam") is None
+
+
+def test_same_message_from_two_mailboxes_first_wins_records_conflict(harness):
+    _setup(harness)
+    harness.start_watcher()
+    spec = _mail("shared mail", to=[ALICE, BOB])
+    a_item = harness.sim.deliver(ALICE, spec, folder="Inbox")
+    harness.sim.mailbox(ALICE).move_item(a_item, "Inbox/Customers/Contoso")
+    harness.wait_tracked("shared mail", regarding_id="acc-contoso")
+    b_item = harness.sim.deliver(BOB, spec, folder="Inbox")
+    harness.sim.mailbox(BOB).move_item(b_item, "Inbox/Customers/Fabrikam")
+    harness.wait_for(lambda: _conflicts(harness), what="a recorded conflict")
+    harness.settle()
+    activity = harness.activity("shared mail")
+    assert activity["regarding_id"] == "acc-contoso" and activity["mailbox"] == ALICE
+
+
+def test_same_message_last_wins(harness):
+    _setup(harness, rules=RULES.replace("        record: account:acc-fabrikam\n      Inbox/Untracked",
+                                        "        record: account:acc-fabrikam\n        duplicates: last_wins\n"
+                                        "      Inbox/Untracked"))
+    harness.start_watcher()
+    spec = _mail("last wins mail", to=[ALICE, BOB])
+    harness.sim.mailbox(ALICE).move_item(harness.sim.deliver(ALICE, spec, folder="Inbox"), "Inbox/Customers/Contoso")
+    harness.wait_tracked("last wins mail", regarding_id="acc-contoso")
+    harness.sim.mailbox(BOB).move_item(harness.sim.deliver(BOB, spec, folder="Inbox"), "Inbox/Customers/Fabrikam")
+    harness.wait_tracked("last wins mail", regarding_id="acc-fabrikam", mailbox=BOB)
+    assert len(harness.activities()) == 1
+
+
+def _conflicts(h):
+    from sqlalchemy import select
+
+    from foldertrack.state.schema import conflicts
+
+    with h.engine.connect() as conn:
+        return list(conn.execute(select(conflicts)))
+
+
+def _backdate(h, address, item_id, when):
+    """Make an item look received long ago (as a mailbox migrated from elsewhere would)."""
+    store = h.sim.store
+    with store.lock:
+        store.item_by_id(store.mailbox(address), item_id).received = when
