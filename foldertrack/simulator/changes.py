@@ -26,7 +26,10 @@ class _Net:
 def item_changes(
     mb: Mailbox, folder: Folder, from_seq: int, max_changes: int
 ) -> tuple[list[tuple[str, Item]], int, bool]:
-    """Return ``([(kind, item)], new_seq, includes_last)``; kind is Create, Update, Delete or ReadFlagChange."""
+    """Return ``([(kind, item)], new_seq, includes_last)``.
+
+    ``kind`` is Create, Update, Delete or ReadFlagChange.
+    """
     log = folder.log
     start = bisect.bisect_right(log, from_seq, key=lambda entry: entry[0])
     net: dict[int, _Net] = {}

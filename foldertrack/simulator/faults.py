@@ -92,12 +92,16 @@ class Faults:
             self._store.notification_delay = ms / 1000.0
 
     # -- requests ---------------------------------------------------------------------------------
-    def server_busy(self, requests: int | None = None, seconds: float | None = None, backoff_ms: int = 1000) -> None:
+    def server_busy(
+        self, requests: int | None = None, seconds: float | None = None, backoff_ms: int = 1000
+    ) -> None:
         with self._lock:
             self.busy_backoff_ms = int(backoff_ms)
             self._busy.set(requests if requests is not None or seconds else 1, seconds)
 
-    def http_error(self, status: int = 503, requests: int | None = None, seconds: float | None = None) -> None:
+    def http_error(
+        self, status: int = 503, requests: int | None = None, seconds: float | None = None
+    ) -> None:
         with self._lock:
             self.http_status = int(status)
             self._http.set(requests if requests is not None or seconds else 1, seconds)

@@ -75,11 +75,11 @@ def build_mime(spec: MailSpec) -> bytes:
         msg[name] = value
     msg["MIME-Version"] = "1.0"
     if spec.body is not None or spec.html_body is None:
-        msg.set_content(spec.body or "", charset="utf-8")
+        msg.set_content(spec.body or "", charset="utf-8", cte="quoted-printable")
         if spec.html_body is not None:
-            msg.add_alternative(spec.html_body, subtype="html", charset="utf-8")
+            msg.add_alternative(spec.html_body, subtype="html", charset="utf-8", cte="quoted-printable")
     else:
-        msg.set_content(spec.html_body, subtype="html", charset="utf-8")
+        msg.set_content(spec.html_body, subtype="html", charset="utf-8", cte="quoted-printable")
     for name, content_type, data in spec.attachments:
         maintype, _, subtype = (content_type or "application/octet-stream").partition("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream", filename=name)
@@ -185,7 +185,9 @@ def parse_mime(data: bytes) -> ParsedMail:
             payload = part.get_payload(decode=True) or b""
             content_id = (part.get("Content-ID") or "").strip("<> ") or None
             parsed.attachments.append(
-                ParsedAttachment(filename or "attachment", ctype, payload, content_id, disposition == "inline")
+                ParsedAttachment(
+                    filename or "attachment", ctype, payload, content_id, disposition == "inline"
+                )
             )
             continue
         if ctype == "text/plain" and parsed.text_body is None:

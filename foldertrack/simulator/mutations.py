@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from foldertrack.simulator.store import Store
 
 
-def _item_event(kind: str, item: Item, folder: Folder, when, old: Item | None = None, old_folder=None) -> Event:
+def _item_event(
+    kind: str, item: Item, folder: Folder, when, old: Item | None = None, old_folder=None
+) -> Event:
     return Event(
         type=kind,
         timestamp=when,
@@ -127,7 +129,7 @@ class Mutations:
         return new
 
     def delete_item(self: Store, mb: Mailbox, item: Item, mode: str = "MoveToDeletedItems") -> Item | None:
-        """``MoveToDeletedItems`` moves (new id) unless already in Deleted Items; Soft/HardDelete remove it."""
+        """``MoveToDeletedItems`` moves (new id) unless already in Deleted Items; Soft/Hard delete remove."""
         deleted_items = self.distinguished(mb, "deleteditems")
         if mode == "MoveToDeletedItems" and item.folder != deleted_items.serial:
             return self.move_item(mb, item, deleted_items)

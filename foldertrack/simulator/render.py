@@ -14,7 +14,14 @@ from foldertrack.simulator.mime import Address
 from foldertrack.simulator.model import Folder, Item, Mailbox
 from foldertrack.simulator.soap import M, T, bool_text, sub
 
-_FOLDER_FIELDS = ("FolderId", "ParentFolderId", "FolderClass", "DisplayName", "TotalCount", "ChildFolderCount")
+_FOLDER_FIELDS = (
+    "FolderId",
+    "ParentFolderId",
+    "FolderClass",
+    "DisplayName",
+    "TotalCount",
+    "ChildFolderCount",
+)
 _FOLDER_DEFAULT = {"FolderId", "DisplayName", "TotalCount", "ChildFolderCount", "UnreadCount"}
 _ITEM_DEFAULT = {
     "ItemId", "ParentFolderId", "ItemClass", "Subject", "Sensitivity", "DateTimeReceived", "Size",
@@ -133,7 +140,7 @@ def conversation_id(item: Item) -> str:
     return base64.b64encode(b"\x00\x00\x00\x00\x00\x10FT" + item.mail.conversation_key[:16]).decode()
 
 
-def item_element(parent: etree._Element, mb: Mailbox, item: Item, shape: Shape) -> etree._Element:  # noqa: C901
+def item_element(parent: etree._Element, mb: Mailbox, item: Item, shape: Shape) -> etree._Element:
     """A ``t:Message`` with the shape's properties, in the schema's element order."""
     mail = item.mail
     elem = sub(parent, T("Message"))

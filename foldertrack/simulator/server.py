@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import socket
@@ -15,8 +16,6 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
-
-from lxml import etree
 
 from foldertrack.simulator.model import EwsError
 from foldertrack.simulator.ops import SERVICES
@@ -55,7 +54,10 @@ class SimHTTPServer(ThreadingHTTPServer):
 
     def process_request(self, request, client_address):  # type: ignore[override]
         thread = threading.Thread(
-            target=self._serve_connection, args=(request, client_address), name="ews-sim-connection", daemon=True
+            target=self._serve_connection,
+            args=(request, client_address),
+            name="ews-sim-connection",
+            daemon=True,
         )
         with self._track:
             self.threads.add(thread)
@@ -80,10 +82,8 @@ class SimHTTPServer(ThreadingHTTPServer):
         with self._track:
             conns = list(self.connections)
         for sock in conns:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def join_threads(self, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
@@ -102,7 +102,7 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
     sys_version = ""
     server: SimHTTPServer
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002
+    def log_message(self, format: str, *args) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -124,7 +124,9 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length)
 
-    def _send(self, status: int, body: bytes, content_type: str = "text/xml; charset=utf-8", extra=None) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str = "text/xml; charset=utf-8", extra=None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -144,7 +146,7 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
             pass
 
     # -- routes -----------------------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path.lower().split("?")[0] == CONTROL_PATH and self._loopback():
             self._send(200, json.dumps(self.server.sim.faults.snapshot()).encode(), "application/json")
         elif self.path.lower().split("?")[0] == EWS_PATH:
@@ -152,7 +154,7 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"Not found", "text/plain")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = self.path.lower().split("?")[0]
         body = self._read_body()
         if body is None:
@@ -211,18 +213,22 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
         delay = sim.faults.response_delay_ms
         if delay:
             sim.stopping.wait(delay / 1000.0)
+        if fault is not None:  # throttled before the request is even read, like Exchange's budget check
+            busy = SoapFault(
+                "ErrorServerBusy",
+                "The server cannot service this request right now. Try again later.",
+                {"BackOffMilliseconds": str(fault[1])},
+            )
+            self._send(500, fault_envelope(busy))
+            return
         try:
             request = parse_request(body)
             sim.stats.count_operation(request.operation)
-            if fault is not None:  # busy
-                raise SoapFault(
-                    "ErrorServerBusy",
-                    "The server cannot service this request right now. Try again later.",
-                    {"BackOffMilliseconds": str(fault[1])},
-                )
             handler_cls = SERVICES.get(request.operation)
             if handler_cls is None:
-                raise SoapFault("ErrorInvalidOperation", f"The simulator does not implement {request.operation}.")
+                raise SoapFault(
+                    "ErrorInvalidOperation", f"The simulator does not implement {request.operation}."
+                )
             mailbox = self._acting_mailbox(principal, request.impersonate)
             ctx = Context(sim.store, principal, mailbox, request, sim.faults, sim.stopping, sim.heartbeat)
             result = handler_cls(ctx).call(request.payload)
@@ -236,7 +242,9 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
             return
         except Exception as exc:
             log.exception("simulator: unexpected error")
-            self._send(500, fault_envelope(SoapFault("ErrorInternalServerError", f"{type(exc).__name__}: {exc}")))
+            self._send(
+                500, fault_envelope(SoapFault("ErrorInternalServerError", f"{type(exc).__name__}: {exc}"))
+            )
             return
         if isinstance(result, StreamingResponse):
             self._stream(result)
@@ -257,7 +265,8 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
             return target
         if not principal.can_impersonate:
             raise SoapFault(
-                "ErrorImpersonateUserDenied", "The account does not have permission to impersonate the requested user."
+                "ErrorImpersonateUserDenied",
+                "The account does not have permission to impersonate the requested user.",
             )
         return target
 
@@ -325,7 +334,3 @@ class Stats:
     def __getitem__(self, operation: str) -> int:
         with self._lock:
             return self.requests[operation]
-
-
-def _unused(_: etree._Element) -> None:  # keeps lxml import for type checkers
-    return None

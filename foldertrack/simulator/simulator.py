@@ -96,7 +96,9 @@ class MailboxHandle:
 
     def set_categories(self, item_id: str, categories: list[str]) -> None:
         with self._store.lock:
-            self._store.update_item(self._mb, self._store.item_by_id(self._mb, item_id), categories=categories)
+            self._store.update_item(
+                self._mb, self._store.item_by_id(self._mb, item_id), categories=categories
+            )
 
     def rename_folder(self, folder: str, new_name: str) -> str:
         with self._store.lock:
@@ -108,7 +110,9 @@ class MailboxHandle:
 
     def delete_folder(self, folder: str, hard: bool = False) -> None:
         with self._store.lock:
-            self._store.delete_folder(self._mb, self._folder(folder), "HardDelete" if hard else "MoveToDeletedItems")
+            self._store.delete_folder(
+                self._mb, self._folder(folder), "HardDelete" if hard else "MoveToDeletedItems"
+            )
 
     def items(self, folder: str = "Inbox") -> list[ItemSummary]:
         with self._store.lock:
@@ -117,7 +121,9 @@ class MailboxHandle:
             for serial in found.items:
                 item = self._mb.items[serial]
                 out.append(
-                    ItemSummary(item.id, item.mail.subject, item.mail.message_id, item.is_read, tuple(item.categories))
+                    ItemSummary(
+                        item.id, item.mail.subject, item.mail.message_id, item.is_read, tuple(item.categories)
+                    )
                 )
             return out
 
@@ -132,7 +138,9 @@ class Simulator:
     shorten it); ``heartbeat`` is the seconds between keep-alive envelopes on an idle stream.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, heartbeat: float = 30.0, minute: float = 60.0):
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, heartbeat: float = 30.0, minute: float = 60.0
+    ):
         self.host = host
         self.port = port
         self.heartbeat = heartbeat
@@ -153,7 +161,10 @@ class Simulator:
         self._server = SimHTTPServer((self.host, self.port), self)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="ews-sim-server", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="ews-sim-server",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -190,7 +201,9 @@ class Simulator:
         return self.url.replace("/EWS/Exchange.asmx", "/control/faults")
 
     # -- accounts ---------------------------------------------------------------------------------
-    def add_mailbox(self, address: str, password: str = "pw", display_name: str | None = None) -> MailboxHandle:
+    def add_mailbox(
+        self, address: str, password: str = "pw", display_name: str | None = None
+    ) -> MailboxHandle:
         return MailboxHandle(self, self.store.add_mailbox(address, password, display_name))
 
     def add_service_account(self, address: str, password: str = "pw", impersonation: bool = True) -> None:
@@ -204,9 +217,23 @@ class Simulator:
         with self.store.lock:
             return [mb.address for mb in self.store.by_number.values()]
 
+    def subscriptions(self) -> list[dict[str, object]]:
+        """Live subscriptions (expired ones are dropped first): id, mailbox, kind, streaming or not."""
+        with self.store.lock:
+            return [
+                {
+                    "id": sub.id,
+                    "mailbox": self.store.by_number[sub.mailbox].address,
+                    "kind": sub.kind,
+                    "connected": sub.stream is not None,
+                    "queued": len(sub.queue),
+                }
+                for sub in self.store.live_subscriptions()
+            ]
+
     # -- mail -------------------------------------------------------------------------------------
     def deliver(self, address: str, mail: MailSpec | bytes, folder: str = "Inbox") -> str:
-        """Deliver like SMTP (and an inbox rule, when ``folder`` is not the Inbox): Created + NewMail events."""
+        """Deliver like SMTP (or an inbox rule when ``folder`` is not the Inbox): Created + NewMail events."""
         mime = mail.to_mime() if isinstance(mail, MailSpec) else bytes(mail)
         with self.store.lock:
             mb = self.store.mailbox(address)
@@ -215,7 +242,7 @@ class Simulator:
 
     # -- observers --------------------------------------------------------------------------------
     def add_observer(self, observer: Observer) -> None:
-        """Call ``observer(response_element)`` with every ``m:*Response`` element sent (also stream chunks)."""
+        """Call ``observer(response_element)`` with every ``m:*Response`` sent (stream chunks too)."""
         self._observers.append(observer)
 
     def remove_observer(self, observer: Observer) -> None:

@@ -116,7 +116,9 @@ def parse_request(data: bytes) -> Request:
                         impersonate = found.strip()
                         break
             if not impersonate:
-                raise SoapFault("ErrorInvalidExchangeImpersonationHeaderData", "The impersonation header is empty.")
+                raise SoapFault(
+                    "ErrorInvalidExchangeImpersonationHeaderData", "The impersonation header is empty."
+                )
     return Request(qname.localname, payload, impersonate, version)
 
 
@@ -130,7 +132,7 @@ def envelope(response: etree._Element) -> bytes:
 
 
 def fault_envelope(fault: SoapFault) -> bytes:
-    """``<s:Fault>`` with ``detail/e:ResponseCode``, ``e:Message`` and ``t:MessageXml/t:Value`` (Exchange's form)."""
+    """``<s:Fault>`` with ``detail/e:ResponseCode``, ``e:Message``, ``t:MessageXml/t:Value`` (as Exchange)."""
     env = etree.Element(f"{{{NS_SOAP}}}Envelope", nsmap={"s": NS_SOAP})
     body = etree.SubElement(env, f"{{{NS_SOAP}}}Body")
     f = etree.SubElement(body, f"{{{NS_SOAP}}}Fault")

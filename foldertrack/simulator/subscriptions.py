@@ -71,6 +71,15 @@ class SubscriptionRegistry:
             raise EwsError("ErrorInvalidSubscription", f"The subscription is not a {kind} subscription.")
         return sub
 
+    def live_subscriptions(self: Store) -> list[Subscription]:
+        """Every subscription that has not expired (expired ones are dropped on the way)."""
+        now = time.monotonic()
+        for sub in list(self.subscriptions.values()):
+            timeout = sub.timeout_minutes if sub.kind == "pull" else STREAMING_IDLE_MINUTES
+            if sub.stream is None and now - sub.last_used > timeout * self.minute:
+                self._drop(sub)
+        return list(self.subscriptions.values())
+
     def unsubscribe(self: Store, sub: Subscription) -> None:
         if isinstance(sub.stream, StreamWaker):
             sub.stream.expired_ids.append(sub.id)

@@ -71,13 +71,15 @@ def ews_schema() -> Any:
     """The compiled EWS schema (xmlschema); skips when ``../shared/ews-schema`` is not there."""
     schema = _load_schema()
     if schema is None:
-        pytest.skip(f"EWS schema not found at {ews_schema_path()} (set FOLDERTRACK_EWS_SCHEMA): schema check skipped")
+        pytest.skip(
+            f"EWS schema not found at {ews_schema_path()} (set FOLDERTRACK_EWS_SCHEMA): schema check skipped"
+        )
     return schema
 
 
 @pytest.fixture
 def simulator_factory() -> Iterator[Callable[..., Simulator]]:
-    """``make(**kwargs)`` starts a Simulator (kwargs as for ``Simulator``); all stop and are checked at teardown."""
+    """``make(**kwargs)`` starts a Simulator (kwargs as for it); all are stopped and checked at teardown."""
     started: list[tuple[Simulator, SchemaValidator | None]] = []
     schema = _load_schema()
 
@@ -98,7 +100,10 @@ def simulator_factory() -> Iterator[Callable[..., Simulator]]:
         if validator is not None:
             failures.extend(validator.failures)
     if failures:
-        pytest.fail(f"{len(failures)} simulator response(s) failed EWS schema validation:\n" + "\n".join(failures[:10]))
+        pytest.fail(
+            f"{len(failures)} simulator response(s) failed EWS schema validation:\n"
+            + "\n".join(failures[:10])
+        )
 
 
 @pytest.fixture
@@ -120,12 +125,24 @@ def exchangelib_account(
 ) -> Any:
     """An unmodified exchangelib Account against ``sim``: ``user`` logs in (a service account when
     ``impersonate``); ``explicit`` gives auth_type + version so no probing requests are made."""
-    from exchangelib import BASIC, DELEGATE, IMPERSONATION, Account, Build, Configuration, Credentials, Version
+    from exchangelib import (
+        BASIC,
+        DELEGATE,
+        IMPERSONATION,
+        Account,
+        Build,
+        Configuration,
+        Credentials,
+        Version,
+    )
     from exchangelib.protocol import FailFast, FaultTolerance
 
     kwargs: dict[str, Any] = {}
     if explicit:
-        kwargs = {"auth_type": BASIC, "version": Version(build=Build(15, 2, 1544, 4), api_version="Exchange2016")}
+        kwargs = {
+            "auth_type": BASIC,
+            "version": Version(build=Build(15, 2, 1544, 4), api_version="Exchange2016"),
+        }
     config = Configuration(
         service_endpoint=sim.url,
         credentials=Credentials(user or address, password),

@@ -1,4 +1,4 @@
-"""Folders through unmodified exchangelib over HTTP: lookup by path, create, rename, move, delete, hierarchy sync."""
+"""Folders through unmodified exchangelib over HTTP: lookup by path, create, rename, move, delete, sync."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from exchangelib.properties import (
     NewMailEvent,
     StatusEvent,
 )
+from exchangelib.services import GetEvents
 
 from foldertrack.simulator import MailSpec
 from foldertrack.testing.fixtures_simulator import exchangelib_account
@@ -78,7 +79,7 @@ def test_subscription_to_all_folders_and_folder_filter(sim):
     account = exchangelib_account(sim, "alice@example.com")
     contoso = account.inbox / "Customers" / "Contoso"
     only_contoso = contoso.subscribe_to_streaming()
-    everything = account.root.subscribe_to_streaming() if False else None  # noqa: SIM108
+    everything = account.root.subscribe_to_streaming() if False else None
     from exchangelib.folders import FolderCollection
 
     everything = FolderCollection(account=account, folders=[account.inbox]).subscribe_to_streaming()
@@ -97,20 +98,33 @@ def test_unknown_or_expired_streaming_subscription(sim):
         list(account.inbox.get_streaming_events(sub_id, connection_timeout=1))
 
 
+def _pull_all(account, sub_id, watermark):
+    """GetEvents until MoreEvents is false, advancing the watermark (exchangelib's get_events() does not)."""
+    svc = GetEvents(account=account)
+    notes = []
+    while True:
+        note = svc.get(subscription_id=sub_id, watermark=watermark)
+        notes.append(note)
+        watermark = note.events[-1].watermark
+        if not note.more_events:
+            return notes, watermark
+
+
 def test_pull_subscription_with_watermarks_and_more_events(sim):
     mb = sim.mailbox("alice@example.com")
     account = exchangelib_account(sim, "alice@example.com")
-    sub_id, watermark = account.inbox.subscribe_to_pull(event_types=["NewMailEvent", "MovedEvent"], timeout=10)
+    sub_id, watermark = account.inbox.subscribe_to_pull(
+        event_types=["NewMailEvent", "MovedEvent"], timeout=10
+    )
     (status,) = list(account.inbox.get_events(sub_id, watermark))
     assert isinstance(status.events[0], StatusEvent)
     for n in range(60):
         sim.deliver("alice@example.com", MailSpec(subject=f"p{n}"))
-    notes = list(account.inbox.get_events(sub_id, watermark))
+    notes, last = _pull_all(account, sub_id, watermark)
     assert [n.more_events for n in notes] == [True, False]
     assert len(_events(notes)) == 60
-    last = _events(notes)[-1].watermark
     mb.move_item(mb.item_ids("Inbox")[0], "Inbox/Customers/Contoso")
-    notes = list(account.inbox.get_events(sub_id, last))
+    notes, _ = _pull_all(account, sub_id, last)
     assert [type(e) for e in _events(notes)] == [MovedEvent]
     assert notes[0].previous_watermark == last
     account.inbox.unsubscribe(sub_id)
@@ -121,13 +135,7 @@ def test_pull_subscription_with_watermarks_and_more_events(sim):
 def test_pull_subscription_times_out(sim):
     account = exchangelib_account(sim, "alice@example.com")
     sub_id, watermark = account.inbox.subscribe_to_pull(timeout=1)  # 1 scaled minute = 0.5 s
-    wait_for(lambda: not _alive(account, sub_id, watermark), timeout=5, message="pull subscription expiry")
-
-
-def _alive(account, sub_id, watermark):
-    try:
+    assert [s["id"] for s in sim.subscriptions()] == [sub_id]
+    wait_for(lambda: sim.subscriptions() == [], timeout=5, message="pull subscription expiry")
+    with pytest.raises(ErrorSubscriptionNotFound):
         list(account.inbox.get_events(sub_id, watermark))
-        time.sleep(0.1)  # polling interval of this probe, not a synchronisation
-        return True
-    except ErrorSubscriptionNotFound:
-        return False

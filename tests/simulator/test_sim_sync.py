@@ -30,7 +30,7 @@ def test_initial_sync_pages_until_last_item(alice, simulator):
     assert sorted(item.subject for kind, item in changes) == [f"m{n}" for n in range(5)]
     assert {kind for kind, _ in changes} == {"create"}
     assert simulator.stats["SyncFolderItems"] - before == 3  # 2 + 2 + 1, IncludesLastItemInRange on the third
-    changes, state2 = _sync(account.inbox, state)
+    changes, _state2 = _sync(account.inbox, state)
     assert changes == []
 
 
@@ -55,7 +55,8 @@ def test_update_and_read_flag_changes(alice, simulator):
     mb.mark_read(a)
     mb.set_categories(b, ["CRM"])
     changes = dict(
-        (kind, ref) for kind, ref in account.inbox.sync_items(sync_state=state, only_fields=["subject", "categories"])
+        (kind, ref)
+        for kind, ref in account.inbox.sync_items(sync_state=state, only_fields=["subject", "categories"])
     )
     assert changes["read_flag_change"][0].id == a and changes["read_flag_change"][1] is True
     assert changes["update"].id == b and changes["update"].categories == ["CRM"]

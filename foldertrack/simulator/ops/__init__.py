@@ -5,7 +5,14 @@ from __future__ import annotations
 from foldertrack.simulator.ops.attachments import GetAttachment
 from foldertrack.simulator.ops.base import Handler
 from foldertrack.simulator.ops.convert_id import ConvertId
-from foldertrack.simulator.ops.folders import CreateFolder, DeleteFolder, FindFolder, GetFolder, MoveFolder, UpdateFolder
+from foldertrack.simulator.ops.folders import (
+    CreateFolder,
+    DeleteFolder,
+    FindFolder,
+    GetFolder,
+    MoveFolder,
+    UpdateFolder,
+)
 from foldertrack.simulator.ops.item_moves import CopyItem, DeleteItem, MoveItem
 from foldertrack.simulator.ops.items import CreateItem, FindItem, GetItem, UpdateItem
 from foldertrack.simulator.ops.notifications import GetEvents, Subscribe, Unsubscribe

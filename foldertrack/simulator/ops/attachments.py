@@ -27,5 +27,7 @@ class GetAttachment(Handler):
                 except EwsError as exc:
                     self.message(messages, exc)
                     continue
-                attachment_element(sub(self.message(messages), M("Attachments")), item, index, with_content=True)
+                attachment_element(
+                    sub(self.message(messages), M("Attachments")), item, index, with_content=True
+                )
         return resp

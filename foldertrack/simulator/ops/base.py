@@ -39,7 +39,6 @@ class StreamingResponse:
 
 class Handler:
     SERVICE_NAME: ClassVar[str] = ""
-    needs_mailbox: ClassVar[bool] = True
     #: a container the schema requires even in error messages (Exchange sends it empty: ``<m:Items/>``)
     error_container: ClassVar[str | None] = None
 
@@ -51,7 +50,9 @@ class Handler:
     def mailbox(self) -> Mailbox:
         mb = self.ctx.mailbox
         if mb is None:
-            raise SoapFault("ErrorNonExistentMailbox", "The account has no mailbox; use ExchangeImpersonation.")
+            raise SoapFault(
+                "ErrorNonExistentMailbox", "The account has no mailbox; use ExchangeImpersonation."
+            )
         return mb
 
     def call(self, payload: etree._Element) -> etree._Element | StreamingResponse:
@@ -81,7 +82,9 @@ class Handler:
             return self.store.distinguished(mb, (elem.get("Id") or "").strip())
         if elem.tag == T("FolderId"):
             return self.store.folder_by_id(mb, elem.get("Id"))
-        raise EwsError("ErrorInvalidIdMalformed", f"Unsupported folder id element {etree.QName(elem).localname}.")
+        raise EwsError(
+            "ErrorInvalidIdMalformed", f"Unsupported folder id element {etree.QName(elem).localname}."
+        )
 
     def folder_ids(self, container: etree._Element | None) -> list[etree._Element]:
         if container is None:

@@ -13,7 +13,6 @@ class ConvertId(Handler):
     """https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/convertid-operation"""
 
     SERVICE_NAME = "ConvertId"
-    needs_mailbox = False
 
     def call(self, payload: etree._Element) -> etree._Element:
         resp, messages = self.response()
@@ -25,7 +24,13 @@ class ConvertId(Handler):
                 "DestinationFormat"
             ):
                 msg = self.message(messages)
-                sub(msg, M("AlternateId"), Format=ref.get("Format"), Id=ref.get("Id"), Mailbox=ref.get("Mailbox"))
+                sub(
+                    msg,
+                    M("AlternateId"),
+                    Format=ref.get("Format"),
+                    Id=ref.get("Id"),
+                    Mailbox=ref.get("Mailbox"),
+                )
                 continue
             self.message(messages, EwsError("ErrorInvalidIdMalformed", "Id is malformed."))
         return resp

@@ -63,7 +63,9 @@ class FindFolder(Handler):
                 msg = self.message(messages)
                 total = len(found)
                 offset, page = _page(view, found)
-                root = sub(msg, M("RootFolder"), IndexedPagingOffset=offset + len(page), TotalItemsInView=total)
+                root = sub(
+                    msg, M("RootFolder"), IndexedPagingOffset=offset + len(page), TotalItemsInView=total
+                )
                 root.set("IncludesLastItemInRange", bool_text(offset + len(page) >= total))
                 folders = sub(root, T("Folders"))
                 for folder in page:
@@ -165,7 +167,9 @@ class UpdateFolder(Handler):
                             if name != folder.name:
                                 self.store.rename_folder(self.mailbox, folder, name.strip())
                 except StopIteration:
-                    self.message(messages, EwsError("ErrorInvalidIdMalformed", "FolderChange has no folder id."))
+                    self.message(
+                        messages, EwsError("ErrorInvalidIdMalformed", "FolderChange has no folder id.")
+                    )
                     continue
                 except EwsError as exc:
                     self.message(messages, exc)

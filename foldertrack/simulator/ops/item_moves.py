@@ -70,7 +70,9 @@ class DeleteItem(Handler):
         with self.store.lock:
             for ref in self.item_ids(payload.find(M("ItemIds"))):
                 try:
-                    self.store.delete_item(self.mailbox, self.store.item_by_id(self.mailbox, ref.get("Id")), mode)
+                    self.store.delete_item(
+                        self.mailbox, self.store.item_by_id(self.mailbox, ref.get("Id")), mode
+                    )
                 except EwsError as exc:
                     self.message(messages, exc)
                     continue

@@ -67,7 +67,11 @@ class FindItem(Handler):
             for ref in self.folder_ids(payload.find(M("ParentFolderIds"))):
                 try:
                     folder = self.folder_from(ref)
-                    found = [] if traversal in ("SoftDeleted", "Associated") else [mb.items[s] for s in folder.items]
+                    found = (
+                        []
+                        if traversal in ("SoftDeleted", "Associated")
+                        else [mb.items[s] for s in folder.items]
+                    )
                     if restriction is not None:
                         found = [i for i in found if matches(restriction, item_getter(i))]
                     found = _sort(found, order)
@@ -76,7 +80,9 @@ class FindItem(Handler):
                     continue
                 msg = self.message(messages)
                 offset, page = _page(view, found)
-                root = sub(msg, M("RootFolder"), IndexedPagingOffset=offset + len(page), TotalItemsInView=len(found))
+                root = sub(
+                    msg, M("RootFolder"), IndexedPagingOffset=offset + len(page), TotalItemsInView=len(found)
+                )
                 root.set("IncludesLastItemInRange", bool_text(offset + len(page) >= len(found)))
                 container = sub(root, T("Items"))
                 for item in page:
@@ -159,7 +165,9 @@ def mime_from_element(message: etree._Element) -> bytes:
         try:
             return base64.b64decode(mime.strip(), validate=False)
         except (binascii.Error, ValueError):
-            raise EwsError("ErrorMimeContentInvalidBase64String", "The MimeContent is not valid base64.") from None
+            raise EwsError(
+                "ErrorMimeContentInvalidBase64String", "The MimeContent is not valid base64."
+            ) from None
     body = message.find(T("Body"))
     is_html = body is not None and body.get("BodyType") == "HTML"
     senders = _addresses(message, "From") or _addresses(message, "Sender")
@@ -227,7 +235,9 @@ class CreateItem(Handler):
         for address in recipients:
             target = self.store.mailboxes.get(address)
             if target is not None:
-                self.store.create_item(target, self.store.distinguished(target, "inbox"), mime, delivered=True)
+                self.store.create_item(
+                    target, self.store.distinguished(target, "inbox"), mime, delivered=True
+                )
         return None
 
 
@@ -258,7 +268,12 @@ class UpdateItem(Handler):
                     self.message(messages, exc)
                     continue
                 msg = self.message(messages)
-                sub(sub(sub(msg, M("Items")), T("Message")), T("ItemId"), Id=item.id, ChangeKey=item.change_key)
+                sub(
+                    sub(sub(msg, M("Items")), T("Message")),
+                    T("ItemId"),
+                    Id=item.id,
+                    ChangeKey=item.change_key,
+                )
                 sub(sub(msg, M("ConflictResults")), T("Count"), 0)
         return resp
 
@@ -284,5 +299,7 @@ class UpdateItem(Handler):
             elif name in ("Subject", "Body", "Sensitivity", "ReminderIsSet", "Flag", "IsDraft"):
                 continue  # accepted, but not modelled: the MIME stays as delivered
             else:
-                raise EwsError("ErrorInvalidPropertySet", f"The simulator cannot update {uri.get('FieldURI')}.")
+                raise EwsError(
+                    "ErrorInvalidPropertySet", f"The simulator cannot update {uri.get('FieldURI')}."
+                )
         self.store.update_item(self.mailbox, item, **changes)  # type: ignore[arg-type]

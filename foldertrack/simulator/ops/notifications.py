@@ -67,7 +67,9 @@ class Subscribe(Handler):
             kind = "pull"
         if request is None:
             if payload.find(M("PushSubscriptionRequest")) is not None:
-                raise SoapFault("ErrorInvalidOperation", "Push subscriptions are not supported by the simulator.")
+                raise SoapFault(
+                    "ErrorInvalidOperation", "Push subscriptions are not supported by the simulator."
+                )
             raise SoapFault("ErrorSchemaValidation", "Subscribe: no subscription request.")
         types = frozenset((e.text or "").strip() for e in request.iter(T("EventType")))
         unknown = types - set(EVENT_TYPES) - {"FreeBusyChangedEvent"}
@@ -107,13 +109,14 @@ class Unsubscribe(Handler):
     """https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/unsubscribe-operation"""
 
     SERVICE_NAME = "Unsubscribe"
-    needs_mailbox = False
 
     def call(self, payload: etree._Element) -> etree._Element:
         resp, messages = self.response()
         with self.store.lock:
             try:
-                found = self.store.subscription(payload.findtext(M("SubscriptionId")), self.ctx.principal.address)
+                found = self.store.subscription(
+                    payload.findtext(M("SubscriptionId")), self.ctx.principal.address
+                )
                 self.store.unsubscribe(found)
             except EwsError as exc:
                 self.message(messages, exc)
@@ -126,7 +129,6 @@ class GetEvents(Handler):
     """https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/getevents-operation"""
 
     SERVICE_NAME = "GetEvents"
-    needs_mailbox = False
 
     def call(self, payload: etree._Element) -> etree._Element:
         sub_id = payload.findtext(M("SubscriptionId"))

@@ -18,17 +18,24 @@ class GetStreamingEvents(Handler):
     """https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/getstreamingevents-operation"""
 
     SERVICE_NAME = "GetStreamingEvents"
-    needs_mailbox = False
 
     def call(self, payload: etree._Element) -> etree._Element | StreamingResponse:
         ids_elem = payload.find(M("SubscriptionIds"))
-        sub_ids = [(e.text or "").strip() for e in ids_elem.iter(T("SubscriptionId"))] if ids_elem is not None else []
+        sub_ids = (
+            [(e.text or "").strip() for e in ids_elem.iter(T("SubscriptionId"))]
+            if ids_elem is not None
+            else []
+        )
         try:
             timeout = int(payload.findtext(M("ConnectionTimeout")) or "")
         except ValueError:
-            raise SoapFault("ErrorSchemaValidation", "GetStreamingEvents: ConnectionTimeout is missing.") from None
+            raise SoapFault(
+                "ErrorSchemaValidation", "GetStreamingEvents: ConnectionTimeout is missing."
+            ) from None
         if not sub_ids or len(sub_ids) > 200:
-            raise SoapFault("ErrorSchemaValidation", "GetStreamingEvents: 1 to 200 subscription ids are allowed.")
+            raise SoapFault(
+                "ErrorSchemaValidation", "GetStreamingEvents: 1 to 200 subscription ids are allowed."
+            )
         if not 1 <= timeout <= 30:
             raise SoapFault("ErrorSchemaValidation", "GetStreamingEvents: ConnectionTimeout must be 1..30.")
         owner = self.ctx.principal.address
@@ -73,7 +80,7 @@ class GetStreamingEvents(Handler):
         sub(msg, M("ConnectionStatus"), status)
         return resp
 
-    def _chunks(  # noqa: C901
+    def _chunks(
         self, subs: list[Subscription], waker: StreamWaker, timeout: int, response: StreamingResponse
     ) -> Iterator[etree._Element]:
         store, faults, stopping = self.store, self.ctx.faults, self.ctx.stopping
@@ -83,7 +90,11 @@ class GetStreamingEvents(Handler):
             waker.wake.clear()
             now = time.monotonic()
             drop_every = faults.drop_every
-            if stopping.is_set() or waker.closed_reason == "dropped" or (drop_every and now - started >= drop_every):
+            if (
+                stopping.is_set()
+                or waker.closed_reason == "dropped"
+                or (drop_every and now - started >= drop_every)
+            ):
                 response.drop = True
                 return
             if faults.streams_stalled:
@@ -127,7 +138,9 @@ class GetStreamingEvents(Handler):
 
     def _expired(self, waker: StreamWaker) -> etree._Element:
         resp, messages = self.response()
-        msg = self.message(messages, EwsError("ErrorSubscriptionNotFound", "The specified subscription was not found."))
+        msg = self.message(
+            messages, EwsError("ErrorSubscriptionNotFound", "The specified subscription was not found.")
+        )
         ids = sub(msg, M("ErrorSubscriptionIds"))
         for sub_id in waker.expired_ids or ["unknown"]:
             sub(ids, T("SubscriptionId"), sub_id)

@@ -44,7 +44,9 @@ class SyncFolderItems(Handler):
         try:
             max_changes = int(payload.findtext(M("MaxChangesReturned")) or "")
         except ValueError:
-            raise SoapFault("ErrorSchemaValidation", "SyncFolderItems: MaxChangesReturned is required.") from None
+            raise SoapFault(
+                "ErrorSchemaValidation", "SyncFolderItems: MaxChangesReturned is required."
+            ) from None
         if not 1 <= max_changes <= 512:
             raise SoapFault("ErrorSchemaValidation", "MaxChangesReturned must be between 1 and 512.")
         resp, messages = self.response()
