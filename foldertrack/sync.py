@@ -89,13 +89,23 @@ def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
         state = row.sync_state
         service = SyncFolderItems(account=account)
         try:
-            changes = list(service.call(folder=FolderId(id=target.folder_id), shape=ID_ONLY,
-                                        additional_fields=_RECEIVED, sync_state=state, ignore=None,
-                                        max_changes_returned=PAGE_SIZE, sync_scope=None))
+            changes = list(
+                service.call(
+                    folder=FolderId(id=target.folder_id),
+                    shape=ID_ONLY,
+                    additional_fields=_RECEIVED,
+                    sync_state=state,
+                    ignore=None,
+                    max_changes_returned=PAGE_SIZE,
+                    sync_scope=None,
+                )
+            )
         except ErrorInvalidSyncStateData:
             if resynced:
                 raise
-            log.warning("%s %s: sync state rejected by Exchange; resyncing from scratch", target.mailbox, target.path)
+            log.warning(
+                "%s %s: sync state rejected by Exchange; resyncing from scratch", target.mailbox, target.path
+            )
             with store.writing(ctx.engine) as conn:
                 store.reset_sync_state(conn, row.id)
             resynced = True
@@ -111,9 +121,21 @@ def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
             return result
 
 
-def _apply_page(ctx: SyncContext, target: Target, row, state: str | None, new_state: str, changes,
-                backfill_pass: bool, last_page: bool, result: SyncResult, replay: list[str]) -> None:
-    creates = [(item.id, getattr(item, "datetime_received", None)) for kind, item in changes if kind == "create"]
+def _apply_page(
+    ctx: SyncContext,
+    target: Target,
+    row,
+    state: str | None,
+    new_state: str,
+    changes,
+    backfill_pass: bool,
+    last_page: bool,
+    result: SyncResult,
+    replay: list[str],
+) -> None:
+    creates = [
+        (item.id, getattr(item, "datetime_received", None)) for kind, item in changes if kind == "create"
+    ]
     deletes = [item.id for kind, item in changes if kind == "delete"]
     with ctx.engine.connect() as conn:
         already = store.present_item_ids(conn, target.mailbox, target.folder_id)
@@ -146,9 +168,14 @@ def _apply_page(ctx: SyncContext, target: Target, row, state: str | None, new_st
             continue
         try:
             activities[item_id] = to_activity(
-                item, mailbox=target.mailbox, folder_id=target.folder_id, folder_path=target.path,
-                regarding=target.record, max_attachment_bytes=ctx.max_attachment_bytes,
-                resolve_address=ctx.resolve_address)
+                item,
+                mailbox=target.mailbox,
+                folder_id=target.folder_id,
+                folder_path=target.path,
+                regarding=target.record,
+                max_attachment_bytes=ctx.max_attachment_bytes,
+                resolve_address=ctx.resolve_address,
+            )
         except NotAMail as exc:
             log.info("%s %s: skipping item that is not a mail (%s)", target.mailbox, target.path, exc)
             result.skipped += 1
@@ -170,8 +197,9 @@ def _apply_page(ctx: SyncContext, target: Target, row, state: str | None, new_st
         for item_id in deletes:
             _left(ctx, conn, target, item_id, result)
         for item_id in gone:
-            log.warning("%s %s: dead-lettered item no longer exists; dropped from replay", target.mailbox,
-                        target.path)
+            log.warning(
+                "%s %s: dead-lettered item no longer exists; dropped from replay", target.mailbox, target.path
+            )
             store.forget_failure(conn, target.mailbox, target.folder_id, item_id)
         retry_later = _record_failures(ctx, conn, target, failed, result)
         advanced = True
@@ -204,15 +232,33 @@ def _record_failures(ctx: SyncContext, conn: Connection, target: Target, failed,
     retry_later = False
     for item_id, exc, activity in failed:
         attempts = store.record_failure(
-            conn, target.mailbox, target.folder_id, item_id, describe(exc), max_attempts=ctx.max_attempts,
-            mail_key=activity.key if activity else None, subject=activity.subject if activity else None)
+            conn,
+            target.mailbox,
+            target.folder_id,
+            item_id,
+            describe(exc),
+            max_attempts=ctx.max_attempts,
+            mail_key=activity.key if activity else None,
+            subject=activity.subject if activity else None,
+        )
         if attempts >= ctx.max_attempts:
-            log.error("%s %s: item dead-lettered after %d attempts: %s", target.mailbox, target.path, attempts,
-                      describe(exc))
+            log.error(
+                "%s %s: item dead-lettered after %d attempts: %s",
+                target.mailbox,
+                target.path,
+                attempts,
+                describe(exc),
+            )
             result.dead_lettered += 1
         else:
-            log.warning("%s %s: item failed (attempt %d of %d): %s", target.mailbox, target.path, attempts,
-                        ctx.max_attempts, describe(exc))
+            log.warning(
+                "%s %s: item failed (attempt %d of %d): %s",
+                target.mailbox,
+                target.path,
+                attempts,
+                ctx.max_attempts,
+                describe(exc),
+            )
             retry_later = True
     return retry_later
 
@@ -243,18 +289,33 @@ def _track(ctx: SyncContext, conn: Connection, target: Target, item_id: str, act
         takes_over = same_owner or current.state == "untracked" or policy == "last_wins"
         previous = _regarding_of(current)
         if previous != target.record and not same_owner and current.state == "tracked":
-            store.add_conflict(conn, key, target.mailbox, target.folder_id, policy,
-                               kept=str(target.record) if takes_over and target.record else
-                               (str(previous) if previous else None),
-                               other=(str(previous) if previous else None) if takes_over else
-                               (str(target.record) if target.record else None))
+            store.add_conflict(
+                conn,
+                key,
+                target.mailbox,
+                target.folder_id,
+                policy,
+                kept=str(target.record)
+                if takes_over and target.record
+                else (str(previous) if previous else None),
+                other=(str(previous) if previous else None)
+                if takes_over
+                else (str(target.record) if target.record else None),
+            )
             outcome = "conflict" if not takes_over else "relinked"
         if not takes_over:
             return outcome
         if outcome == "tracked":
             outcome = "relinked" if previous != target.record or current.state == "untracked" else "refiled"
-    store.put_link(conn, key, owner_mailbox=target.mailbox, owner_folder_id=target.folder_id,
-                   regarding=target.record, state="tracked", exists=current is not None)
+    store.put_link(
+        conn,
+        key,
+        owner_mailbox=target.mailbox,
+        owner_folder_id=target.folder_id,
+        regarding=target.record,
+        state="tracked",
+        exists=current is not None,
+    )
     sink_conn = conn if ctx.sink.shares_state_database else None
     ctx.sink.upsert(replace(activity, regarding=target.record, state="tracked"), sink_conn)
     if ctx.on_tracked is not None:
@@ -276,8 +337,15 @@ def _left(ctx: SyncContext, conn: Connection, target: Target, item_id: str, resu
         return
     if store.still_present(conn, entry.activity_key):
         return  # moved to another tracked folder: that folder's sync re-links it
-    store.put_link(conn, entry.activity_key, owner_mailbox=current.owner_mailbox,
-                   owner_folder_id=current.owner_folder_id, regarding=None, state="untracked", exists=True)
+    store.put_link(
+        conn,
+        entry.activity_key,
+        owner_mailbox=current.owner_mailbox,
+        owner_folder_id=current.owner_folder_id,
+        regarding=None,
+        state="untracked",
+        exists=True,
+    )
     ctx.sink.untrack(entry.activity_key, conn if ctx.sink.shares_state_database else None)
     result.untracked += 1
     result.events.append(("untracked", entry.activity_key, ""))

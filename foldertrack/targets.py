@@ -65,44 +65,91 @@ def resolve_targets(
             parent_path = rule.path.rstrip("*").rstrip("/")
             parent_id = tree.find(rule.segments)
             if parent_id is None:
-                issues.append(RuleIssue(mailbox, source, rule.path, "folder_not_found",
-                                        f"pattern parent {parent_path!r} does not exist"))
+                issues.append(
+                    RuleIssue(
+                        mailbox,
+                        source,
+                        rule.path,
+                        "folder_not_found",
+                        f"pattern parent {parent_path!r} does not exist",
+                    )
+                )
                 continue
             children = tree.children(parent_id)
             if not children:
-                issues.append(RuleIssue(mailbox, source, rule.path, "no_match", "pattern matches no folder yet"))
+                issues.append(
+                    RuleIssue(mailbox, source, rule.path, "no_match", "pattern matches no folder yet")
+                )
             for child in children:
                 if child.id in targets:
                     continue
                 record = _lookup(rule, child.name, find_record)
                 if record is None:
-                    issues.append(RuleIssue(mailbox, source, f"{parent_path}/{child.name}", "record_not_found",
-                                            f"no record found for folder name {child.name!r}"))
+                    issues.append(
+                        RuleIssue(
+                            mailbox,
+                            source,
+                            f"{parent_path}/{child.name}",
+                            "record_not_found",
+                            f"no record found for folder name {child.name!r}",
+                        )
+                    )
                     continue
-                target = Target(mailbox, child.id, tree.path_of(child.id) or child.name, rule.path, rule,
-                                record, "pattern")
+                target = Target(
+                    mailbox,
+                    child.id,
+                    tree.path_of(child.id) or child.name,
+                    rule.path,
+                    rule,
+                    record,
+                    "pattern",
+                )
                 targets[child.id] = target
                 inherited.append(target)
             continue
         folder_id = pins.get(rule.path)
         if folder_id is not None and folder_id not in tree.nodes:
-            issues.append(RuleIssue(mailbox, source, rule.path, "folder_deleted",
-                                    f"folder {rule.path!r} was deleted; its activities are kept"))
+            issues.append(
+                RuleIssue(
+                    mailbox,
+                    source,
+                    rule.path,
+                    "folder_deleted",
+                    f"folder {rule.path!r} was deleted; its activities are kept",
+                )
+            )
             continue
         if folder_id is None:
             folder_id = tree.find(rule.segments)
         if folder_id is None:
-            issues.append(RuleIssue(mailbox, source, rule.path, "folder_not_found",
-                                    f"folder {rule.path!r} does not exist"))
+            issues.append(
+                RuleIssue(
+                    mailbox, source, rule.path, "folder_not_found", f"folder {rule.path!r} does not exist"
+                )
+            )
             continue
         current = tree.path_of(folder_id) or rule.path
         if current.casefold() != rule.path.casefold():
-            issues.append(RuleIssue(mailbox, source, rule.path, "stale_path",
-                                    f"folder {rule.path!r} is now {current!r}; tracking follows it, update the rule"))
+            issues.append(
+                RuleIssue(
+                    mailbox,
+                    source,
+                    rule.path,
+                    "stale_path",
+                    f"folder {rule.path!r} is now {current!r}; tracking follows it, update the rule",
+                )
+            )
         record = _record_of(rule, find_record)
         if record is _MISSING:
-            issues.append(RuleIssue(mailbox, source, rule.path, "record_not_found",
-                                    f"no record found for {_describe_lookup(rule.record)}"))
+            issues.append(
+                RuleIssue(
+                    mailbox,
+                    source,
+                    rule.path,
+                    "record_not_found",
+                    f"no record found for {_describe_lookup(rule.record)}",
+                )
+            )
             continue
         target = Target(mailbox, folder_id, current, rule.path, rule, record, "rule")
         if folder_id not in targets or targets[folder_id].via != "rule":
@@ -114,8 +161,15 @@ def resolve_targets(
             continue
         for node in tree.descendants(parent.folder_id):
             if node.id not in targets:
-                targets[node.id] = Target(mailbox, node.id, tree.path_of(node.id) or node.name,
-                                          parent.configured_path, parent.rule, parent.record, "subfolder")
+                targets[node.id] = Target(
+                    mailbox,
+                    node.id,
+                    tree.path_of(node.id) or node.name,
+                    parent.configured_path,
+                    parent.rule,
+                    parent.record,
+                    "subfolder",
+                )
     return sorted(targets.values(), key=lambda t: t.path.casefold()), issues
 
 

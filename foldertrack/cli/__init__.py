@@ -71,7 +71,8 @@ class LazyGroup(click.Group):
             if ctx.meta.get("foldertrack.debug"):
                 raise
             click.echo(
-                f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True
+                f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                err=True,
             )
             ctx.exit(EXIT_INTERNAL)
 

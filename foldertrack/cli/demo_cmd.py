@@ -29,8 +29,12 @@ FOLDERS = ("Inbox/Customers/Contoso", "Inbox/Customers/Fabrikam", "Inbox/Support
 
 
 @click.command()
-@click.option("--keep", type=click.Path(file_okay=False), default=None,
-              help="Work in this directory (and keep it) instead of a temporary one.")
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Work in this directory (and keep it) instead of a temporary one.",
+)
 def demo(keep: str | None) -> None:
     """Run the simulator, the watcher and a simulated mobile user; print what happens."""
     from foldertrack.simulator import MailSpec
@@ -64,14 +68,22 @@ def demo(keep: str | None) -> None:
                 return new_id
 
             def mail(subject: str, to: str) -> MailSpec:
-                return MailSpec(subject=subject, sender="dana@contoso.com", to=[to],
-                                body=f"{subject}: the details we discussed.")
+                return MailSpec(
+                    subject=subject,
+                    sender="dana@contoso.com",
+                    to=[to],
+                    body=f"{subject}: the details we discussed.",
+                )
 
             for n in range(1, 4):
                 item = h.sim.deliver("alice@example.com", mail(f"Contoso order #{n}", "alice@example.com"))
-                move(alice, item, "Inbox/Customers/Contoso", f"Contoso order #{n}", regarding_id="acc-contoso")
+                move(
+                    alice, item, "Inbox/Customers/Contoso", f"Contoso order #{n}", regarding_id="acc-contoso"
+                )
             item = h.sim.deliver("alice@example.com", mail("Fabrikam renewal", "alice@example.com"))
-            item = move(alice, item, "Inbox/Customers/Contoso", "Fabrikam renewal", regarding_id="acc-contoso")
+            item = move(
+                alice, item, "Inbox/Customers/Contoso", "Fabrikam renewal", regarding_id="acc-contoso"
+            )
             say("  alice notices the mistake and re-files it:")
             move(alice, item, "Inbox/Customers/Fabrikam", "Fabrikam renewal", regarding_id="acc-fabrikam")
             item = h.sim.deliver("alice@example.com", mail("Printer broken", "alice@example.com"))
@@ -80,29 +92,49 @@ def demo(keep: str | None) -> None:
             alice.move_item(item, "Inbox/Done")
             h.wait_tracked("Printer broken", state="untracked")
             say("  'Printer broken' is now untracked (kept, regarding cleared)")
-            shared = MailSpec(subject="Joint proposal", sender="dana@contoso.com",
-                              to=["alice@example.com", "bob@example.com"], body="Both of you, please review.",
-                              message_id="<joint-proposal@contoso.com>")
-            move(alice, h.sim.deliver("alice@example.com", shared), "Inbox/Customers/Contoso", "Joint proposal",
-                 regarding_id="acc-contoso")
+            shared = MailSpec(
+                subject="Joint proposal",
+                sender="dana@contoso.com",
+                to=["alice@example.com", "bob@example.com"],
+                body="Both of you, please review.",
+                message_id="<joint-proposal@contoso.com>",
+            )
+            move(
+                alice,
+                h.sim.deliver("alice@example.com", shared),
+                "Inbox/Customers/Contoso",
+                "Joint proposal",
+                regarding_id="acc-contoso",
+            )
             bob_item = h.sim.deliver("bob@example.com", shared)
             bob.move_item(bob_item, "Inbox/Customers/Fabrikam")
             h.settle()
             say("  bob filed the same mail too: still one activity (first wins, conflict recorded)")
             say("  the stream is cut…")
             h.sim.faults.drop_streams()
-            item = h.sim.deliver("alice@example.com", mail("Sent while the stream was down", "alice@example.com"))
-            move(alice, item, "Inbox/Customers/Contoso", "Sent while the stream was down",
-                 regarding_id="acc-contoso")
+            item = h.sim.deliver(
+                "alice@example.com", mail("Sent while the stream was down", "alice@example.com")
+            )
+            move(
+                alice,
+                item,
+                "Inbox/Customers/Contoso",
+                "Sent while the stream was down",
+                regarding_id="acc-contoso",
+            )
             h.settle()
             say("")
             say(f"{'subject':<32} {'regarding':<22} {'state':<10} {'mailbox':<19} parties")
             for a in h.activities():
                 regarding = f"{a['regarding_type']}:{a['regarding_id']}" if a["regarding_id"] else "-"
-                parties = ", ".join(f"{p['role']}:{p['address']}" + (f"={p['record_id']}" if p["record_id"] else "")
-                                    for p in h.parties(a["key"]))
+                parties = ", ".join(
+                    f"{p['role']}:{p['address']}" + (f"={p['record_id']}" if p["record_id"] else "")
+                    for p in h.parties(a["key"])
+                )
                 say(f"{a['subject']:<32} {regarding:<22} {a['state']:<10} {a['mailbox']:<19} {parties}")
             ordered = sorted(latencies)
             say("")
-            say(f"move → activity latency over {len(ordered)} moves: p50 {statistics.median(ordered) * 1000:.0f} ms,"
-                f" max {ordered[-1] * 1000:.0f} ms")
+            say(
+                f"move → activity latency over {len(ordered)} moves: p50 {statistics.median(ordered) * 1000:.0f} ms,"
+                f" max {ordered[-1] * 1000:.0f} ms"
+            )

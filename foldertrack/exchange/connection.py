@@ -67,7 +67,9 @@ class ExchangeConnector:
         if settings.auth not in _AUTH_TYPES:
             raise ConfigError(f"exchange.auth: {settings.auth!r} is not one of {', '.join(_AUTH_TYPES)}")
         if settings.version not in EWS_VERSIONS:
-            raise ConfigError(f"exchange.version: {settings.version!r} is not one of {', '.join(EWS_VERSIONS)}")
+            raise ConfigError(
+                f"exchange.version: {settings.version!r} is not one of {', '.join(EWS_VERSIONS)}"
+            )
         if not settings.verify_tls:
             log.warning("TLS certificate verification is OFF (exchange.verify_tls = false)")
             BaseProtocol.HTTP_ADAPTER_CLS = NoVerifyHTTPAdapter

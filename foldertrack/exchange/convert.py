@@ -34,8 +34,9 @@ def normalise_message_id(message_id: str | None) -> str | None:
     return text or None
 
 
-def mail_key(message_id: str | None, sender: str | None, sent: datetime | None, subject: str | None,
-             body: str | None) -> str:
+def mail_key(
+    message_id: str | None, sender: str | None, sent: datetime | None, subject: str | None, body: str | None
+) -> str:
     """The activity's idempotency key: ``mid:<Message-ID>``, or ``hash:<sha256>`` without one."""
     normalised = normalise_message_id(message_id)
     if normalised:
@@ -43,9 +44,14 @@ def mail_key(message_id: str | None, sender: str | None, sent: datetime | None, 
         if len(key) <= MAX_KEY_LENGTH:
             return key
         return "mid-sha256:" + hashlib.sha256(normalised.encode()).hexdigest()
-    material = "\x1f".join([
-        (sender or "").lower(), sent.isoformat() if sent else "", subject or "", body or "",
-    ])
+    material = "\x1f".join(
+        [
+            (sender or "").lower(),
+            sent.isoformat() if sent else "",
+            subject or "",
+            body or "",
+        ]
+    )
     return "hash:" + hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -78,7 +84,9 @@ def to_activity(
         parties.extend(_parties(role, boxes or [], resolve_address))
     conversation = item.conversation_id.id if getattr(item, "conversation_id", None) else None
     return Activity(
-        key=mail_key(item.message_id, sender, plain_datetime(item.datetime_sent), item.subject, text_body or html_body),
+        key=mail_key(
+            item.message_id, sender, plain_datetime(item.datetime_sent), item.subject, text_body or html_body
+        ),
         mailbox=mailbox,
         folder_id=folder_id,
         folder_path=folder_path,
@@ -126,8 +134,12 @@ def _parties(role: str, boxes, resolve_address: AddressResolver):
         if not address or address in seen:
             continue
         seen.add(address)
-        yield Party(role=role, address=address, name=getattr(box, "name", None) or None,
-                    record=resolve_address(address))
+        yield Party(
+            role=role,
+            address=address,
+            name=getattr(box, "name", None) or None,
+            record=resolve_address(address),
+        )
 
 
 def _attachments(item: Item, limit: int):
@@ -135,8 +147,13 @@ def _attachments(item: Item, limit: int):
         size = int(getattr(attachment, "size", None) or 0)
         name = attachment.name or "(unnamed)"
         if isinstance(attachment, ItemAttachment):
-            yield Attachment(name=name, content_type="message/rfc822", size=size, content=None,
-                             is_inline=bool(attachment.is_inline))
+            yield Attachment(
+                name=name,
+                content_type="message/rfc822",
+                size=size,
+                content=None,
+                is_inline=bool(attachment.is_inline),
+            )
             continue
         content: bytes | None = None
         if isinstance(attachment, FileAttachment) and size <= limit:
@@ -144,5 +161,10 @@ def _attachments(item: Item, limit: int):
             size = size or len(content or b"")
             if content is not None and len(content) > limit:
                 content = None
-        yield Attachment(name=name, content_type=attachment.content_type, size=size, content=content,
-                         is_inline=bool(attachment.is_inline))
+        yield Attachment(
+            name=name,
+            content_type=attachment.content_type,
+            size=size,
+            content=content,
+            is_inline=bool(attachment.is_inline),
+        )

@@ -56,7 +56,9 @@ class FolderTree:
         return current
 
     def children(self, folder_id: str) -> list[FolderNode]:
-        return sorted((n for n in self.nodes.values() if n.parent_id == folder_id), key=lambda n: n.name.casefold())
+        return sorted(
+            (n for n in self.nodes.values() if n.parent_id == folder_id), key=lambda n: n.name.casefold()
+        )
 
     def descendants(self, folder_id: str) -> Iterator[FolderNode]:
         for child in self.children(folder_id):
@@ -75,12 +77,16 @@ def load_tree(account: Account, tree: FolderTree | None = None) -> FolderTree:
     root = account.msg_folder_root
     if tree is None or tree.root_id != root.id:
         tree = FolderTree(root_id=root.id)
-    changes = root.sync_hierarchy(sync_state=tree.sync_state, only_fields=["name", "parent_folder_id", "folder_class"])
+    changes = root.sync_hierarchy(
+        sync_state=tree.sync_state, only_fields=["name", "parent_folder_id", "folder_class"]
+    )
     for change_type, folder in changes:
         if change_type == "delete":
             tree.apply("delete", folder.id, None)
             continue
         parent = folder.parent_folder_id.id if folder.parent_folder_id else None
-        tree.apply(change_type, folder.id, FolderNode(folder.id, folder.name or "", parent, folder.folder_class))
+        tree.apply(
+            change_type, folder.id, FolderNode(folder.id, folder.name or "", parent, folder.folder_class)
+        )
     tree.sync_state = root.folder_sync_state
     return tree

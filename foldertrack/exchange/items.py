@@ -6,9 +6,8 @@ from collections.abc import Sequence
 
 from exchangelib import Account, Message
 from exchangelib.fields import FieldPath
-from exchangelib.items import Item
+from exchangelib.items import ID_ONLY, Item
 from exchangelib.services import GetItem
-from exchangelib.items import ID_ONLY
 
 #: Message properties an activity is built from.
 ITEM_FIELDS: tuple[str, ...] = (
@@ -40,7 +39,9 @@ def fetch_items(account: Account, item_ids: Sequence[str]) -> dict[str, Item | E
     for start in range(0, len(ids), GET_ITEM_CHUNK):
         chunk = ids[start : start + GET_ITEM_CHUNK]
         service = GetItem(account=account, chunk_size=GET_ITEM_CHUNK)
-        fetched = list(service.call(items=[(i, None) for i in chunk], additional_fields=_FIELD_PATHS, shape=ID_ONLY))
+        fetched = list(
+            service.call(items=[(i, None) for i in chunk], additional_fields=_FIELD_PATHS, shape=ID_ONLY)
+        )
         for item_id, result in zip(chunk, fetched, strict=True):
             results[item_id] = result
     return results

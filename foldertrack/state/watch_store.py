@@ -404,18 +404,31 @@ def request_replay(conn: Connection, ids: Iterable[int] | None = None) -> int:
 
 
 def replay_item_ids(conn: Connection, mailbox: str, folder_id: str) -> list[str]:
-    rows = conn.execute(select(dead_letters.c.item_id).where(
-        dead_letters.c.mailbox == mailbox, dead_letters.c.folder_id == folder_id,
-        dead_letters.c.status == "retrying", dead_letters.c.attempts == 0))
+    rows = conn.execute(
+        select(dead_letters.c.item_id).where(
+            dead_letters.c.mailbox == mailbox,
+            dead_letters.c.folder_id == folder_id,
+            dead_letters.c.status == "retrying",
+            dead_letters.c.attempts == 0,
+        )
+    )
     return [r[0] for r in rows]
 
 
 def replay_folders(conn: Connection) -> set[tuple[str, str]]:
-    rows = conn.execute(select(dead_letters.c.mailbox, dead_letters.c.folder_id).where(
-        dead_letters.c.status == "retrying", dead_letters.c.attempts == 0).distinct())
+    rows = conn.execute(
+        select(dead_letters.c.mailbox, dead_letters.c.folder_id)
+        .where(dead_letters.c.status == "retrying", dead_letters.c.attempts == 0)
+        .distinct()
+    )
     return {(r[0], r[1]) for r in rows}
 
 
 def forget_failure(conn: Connection, mailbox: str, folder_id: str, item_id: str) -> None:
-    conn.execute(delete(dead_letters).where(
-        dead_letters.c.mailbox == mailbox, dead_letters.c.folder_id == folder_id, dead_letters.c.item_id == item_id))
+    conn.execute(
+        delete(dead_letters).where(
+            dead_letters.c.mailbox == mailbox,
+            dead_letters.c.folder_id == folder_id,
+            dead_letters.c.item_id == item_id,
+        )
+    )

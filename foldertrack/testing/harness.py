@@ -73,8 +73,14 @@ class Harness:
 
     def start_watcher(self, **overrides: Any) -> Watcher:
         options = WatchOptions(rules_dir=self.rules_dir, **{**self.options, **overrides})
-        settings = ExchangeSettings(endpoint=self.sim.url, auth="basic", username=SERVICE_ACCOUNT,
-                                    password=SERVICE_PASSWORD, access="impersonation", version="Exchange2016")
+        settings = ExchangeSettings(
+            endpoint=self.sim.url,
+            auth="basic",
+            username=SERVICE_ACCOUNT,
+            password=SERVICE_PASSWORD,
+            access="impersonation",
+            version="Exchange2016",
+        )
         connector = ExchangeConnector(settings, max_connections=options.workers + 8)
         self.watcher = Watcher(options, self.engine, connector, SqlActivitySink(self.engine))
         self.watcher.start()
@@ -99,7 +105,9 @@ class Harness:
 
     def activities(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(activities).order_by(activities.c.tracked_at))]
+            return [
+                dict(r._mapping) for r in conn.execute(select(activities).order_by(activities.c.tracked_at))
+            ]
 
     def activity(self, subject: str) -> dict[str, Any] | None:
         found = [a for a in self.activities() if a["subject"] == subject]
@@ -108,9 +116,14 @@ class Harness:
 
     def parties(self, key: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(
-                select(activity_parties).where(activity_parties.c.activity_key == key)
-                .order_by(activity_parties.c.position))]
+            return [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(activity_parties)
+                    .where(activity_parties.c.activity_key == key)
+                    .order_by(activity_parties.c.position)
+                )
+            ]
 
     def wait_for(self, condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
         """Wait until ``condition()`` is truthy (polling the database is the observable effect)."""
@@ -127,6 +140,7 @@ class Harness:
         def check():
             a = self.activity(subject)
             return a if a and all(a.get(k) == v for k, v in expected.items()) else None
+
         return self.wait_for(check, timeout, f"activity {subject!r} with {expected}")
 
     def settle(self, timeout: float = 15.0) -> None:
@@ -137,8 +151,15 @@ class Harness:
 
 
 def options_for_tests(**overrides: Any) -> dict[str, Any]:
-    base = dict(poll_interval=1.0, safety_sync_interval=3600.0, workers=3, debounce=0.02, max_attempts=3,
-                stream_timeout_minutes=1, stream_stall_timeout=5.0)
+    base = dict(
+        poll_interval=1.0,
+        safety_sync_interval=3600.0,
+        workers=3,
+        debounce=0.02,
+        max_attempts=3,
+        stream_timeout_minutes=1,
+        stream_stall_timeout=5.0,
+    )
     return {**base, **overrides}
 
 

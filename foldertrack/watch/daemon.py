@@ -62,8 +62,15 @@ class WatchOptions:
 class Watcher:
     """Watches every mailbox named in the rules. ``start()``, then ``stop()``; ``reload_rules()`` any time."""
 
-    def __init__(self, options: WatchOptions, engine: Engine, connector: ExchangeConnector, sink: ActivitySink,
-                 *, on_tracked: Callable[[Target, object, str], None] | None = None):
+    def __init__(
+        self,
+        options: WatchOptions,
+        engine: Engine,
+        connector: ExchangeConnector,
+        sink: ActivitySink,
+        *,
+        on_tracked: Callable[[Target, object, str], None] | None = None,
+    ):
         self.options = options
         self.engine = engine
         self.connector = connector
@@ -81,9 +88,14 @@ class Watcher:
         self._next_replay_check = 0.0
         self.dispatcher = Dispatcher(self._handle, workers=options.workers, debounce=options.debounce)
         self.sync_context = SyncContext(
-            engine=engine, connector=connector, sink=sink, resolve_address=self.directory.by_address,
-            max_attachment_bytes=options.max_attachment_bytes, max_attempts=options.max_attempts,
-            on_tracked=on_tracked)
+            engine=engine,
+            connector=connector,
+            sink=sink,
+            resolve_address=self.directory.by_address,
+            max_attachment_bytes=options.max_attachment_bytes,
+            max_attempts=options.max_attempts,
+            on_tracked=on_tracked,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -113,7 +125,9 @@ class Watcher:
         for state in states:
             if state.subscription_id:
                 try:
-                    Unsubscribe(account=self.connector.account(state.mailbox)).get(subscription_id=state.subscription_id)
+                    Unsubscribe(account=self.connector.account(state.mailbox)).get(
+                        subscription_id=state.subscription_id
+                    )
                 except Exception as exc:  # the server forgets it anyway when it times out
                     log.debug("%s: unsubscribe failed: %s", state.mailbox, describe(exc))
         try:
@@ -215,7 +229,9 @@ class Watcher:
         try:
             result = catch_up(self.sync_context, target)
         except FolderGone:
-            log.error("%s: folder %r was deleted; its rule is broken (activities are kept)", mailbox, target.path)
+            log.error(
+                "%s: folder %r was deleted; its rule is broken (activities are kept)", mailbox, target.path
+            )
             with store.writing(self.engine) as conn:
                 store.mark_folder_deleted(conn, mailbox, folder_id)
             self.dispatcher.put(HierarchyChanged(mailbox, "folder-gone"))
@@ -226,7 +242,16 @@ class Watcher:
 
     def _add_totals(self, result: SyncResult) -> None:
         with self._lock:
-            for name in ("pages", "tracked", "relinked", "untracked", "left", "skipped", "dead_lettered", "conflicts"):
+            for name in (
+                "pages",
+                "tracked",
+                "relinked",
+                "untracked",
+                "left",
+                "skipped",
+                "dead_lettered",
+                "conflicts",
+            ):
                 setattr(self.totals, name, getattr(self.totals, name) + getattr(result, name))
 
     def _resolve(self, mailbox: str, reasons: list[str]) -> None:
@@ -245,10 +270,20 @@ class Watcher:
         finder = self._find_record
         targets, issues = resolve_targets(mailbox, state.rules, state.tree, finder, pins)
         deleted = {pins[i.path] for i in issues if i.kind == "folder_deleted" and i.path in pins}
-        plans = [store.FolderPlan(mailbox, t.folder_id, t.configured_path, t.path, t.rule_source,
-                                  None if t.via == "rule" else t.configured_path,
-                                  "stale_path" if t.path.casefold() != t.configured_path.casefold() and t.via == "rule"
-                                  else "active") for t in targets]
+        plans = [
+            store.FolderPlan(
+                mailbox,
+                t.folder_id,
+                t.configured_path,
+                t.path,
+                t.rule_source,
+                None if t.via == "rule" else t.configured_path,
+                "stale_path"
+                if t.path.casefold() != t.configured_path.casefold() and t.via == "rule"
+                else "active",
+            )
+            for t in targets
+        ]
         with store.writing(self.engine) as conn:
             new = store.apply_plan(conn, mailbox, plans, deleted=deleted)
         watch_ids = {t.folder_id for t in targets}
@@ -269,14 +304,20 @@ class Watcher:
             state.resolved = True
         for folder_id in state.targets:
             if folder_id in new or folder_id not in previous:
-                self.dispatcher.put(FolderChanged(mailbox, folder_id, "backfill" if folder_id in new else "resolved"))
+                self.dispatcher.put(
+                    FolderChanged(mailbox, folder_id, "backfill" if folder_id in new else "resolved")
+                )
         if resubscribe and state.watch_ids:
             self.dispatcher.put(SubscribeMailbox(mailbox, "folders-changed" if not first else "start"))
         elif first:
             self._mark_ready_if_done()
         if first:
-            log.info("%s: tracking %d folder(s)%s", mailbox, len(targets),
-                     f", {len(issues)} rule problem(s)" if issues else "")
+            log.info(
+                "%s: tracking %d folder(s)%s",
+                mailbox,
+                len(targets),
+                f", {len(issues)} rule problem(s)" if issues else "",
+            )
 
     def _find_record(self, record_type, text, by):
         return self.directory.find(record_type, text, by)
@@ -299,7 +340,8 @@ class Watcher:
         account = self.connector.account(mailbox)
         try:
             sub_id = SubscribeToStreaming(account=account).get(
-                folders=[FolderId(id=f) for f in sorted(state.watch_ids)], event_types=EVENT_TYPES)
+                folders=[FolderId(id=f) for f in sorted(state.watch_ids)], event_types=EVENT_TYPES
+            )
         except Exception as exc:
             state.subscribe_failures += 1
             if state.subscribe_failures >= POLL_AFTER_FAILURES:
@@ -337,17 +379,24 @@ class Watcher:
                 if group.size() < self.options.streams_per_connection:
                     return group
             group = StreamGroup(
-                len(self._groups), self.connector, on_notification=self._on_notification,
-                on_stream_lost=self._on_stream_lost, on_subscriptions_lost=self._on_subscriptions_lost,
-                on_connected=self._on_connected, connection_timeout_minutes=self.options.stream_timeout_minutes)
+                len(self._groups),
+                self.connector,
+                on_notification=self._on_notification,
+                on_stream_lost=self._on_stream_lost,
+                on_subscriptions_lost=self._on_subscriptions_lost,
+                on_connected=self._on_connected,
+                connection_timeout_minutes=self.options.stream_timeout_minutes,
+            )
             self._groups.append(group)
             group.start()
             return group
 
     def _mark_ready_if_done(self, state: MailboxState | None = None) -> None:
         with self._lock:
-            done = all(s.resolved and (s.subscription_id or s.mode == "polling" or not s.watch_ids)
-                       for s in self._mailboxes.values())
+            done = all(
+                s.resolved and (s.subscription_id or s.mode == "polling" or not s.watch_ids)
+                for s in self._mailboxes.values()
+            )
         if done and not self.ready.is_set():
             self.ready.set()
             log.info("watching %d mailbox(es)", len(self._mailboxes))
@@ -362,18 +411,27 @@ class Watcher:
             targets = state.targets
             watch_ids = state.watch_ids
         for event in notification.events or []:
-            names = {getattr(getattr(event, a, None), "id", None)
-                     for a in ("parent_folder_id", "old_parent_folder_id", "folder_id", "old_folder_id")}
+            names = {
+                getattr(getattr(event, a, None), "id", None)
+                for a in ("parent_folder_id", "old_parent_folder_id", "folder_id", "old_folder_id")
+            }
             names.discard(None)
             for folder_id in names & set(targets):
                 self.dispatcher.put(FolderChanged(mailbox, folder_id, "event"))
-            is_folder_event = getattr(event, "folder_id", None) is not None and getattr(event, "item_id", None) is None
+            is_folder_event = (
+                getattr(event, "folder_id", None) is not None and getattr(event, "item_id", None) is None
+            )
             if is_folder_event and names & watch_ids:
                 self.dispatcher.put(HierarchyChanged(mailbox, "folder-event"))
         if notification.events:
             try:
-                store.set_health(self.engine, mailbox, instance=self.options.instance,
-                                 last_event_at=_utcnow(), mode=state.mode)
+                store.set_health(
+                    self.engine,
+                    mailbox,
+                    instance=self.options.instance,
+                    last_event_at=_utcnow(),
+                    mode=state.mode,
+                )
             except Exception as exc:  # health is advisory; never stop the stream for it
                 log.debug("health update failed: %s", describe(exc))
 
@@ -415,7 +473,9 @@ class Watcher:
             state.next_poll = time.monotonic() + self.options.poll_interval
         if previous != mode:
             level = logging.INFO if mode == "streaming" else logging.WARNING
-            log.log(level, "%s: mode %s → %s%s", state.mailbox, previous, mode, f" ({error})" if error else "")
+            log.log(
+                level, "%s: mode %s → %s%s", state.mailbox, previous, mode, f" ({error})" if error else ""
+            )
         try:
             values = {"mode": mode}
             if error:
@@ -431,8 +491,13 @@ class Watcher:
             return
         state.last_error = error
         try:
-            store.set_health(self.engine, mailbox, instance=self.options.instance, last_error=error,
-                             mode="error" if permanent and state.mode != "streaming" else state.mode)
+            store.set_health(
+                self.engine,
+                mailbox,
+                instance=self.options.instance,
+                last_error=error,
+                mode="error" if permanent and state.mode != "streaming" else state.mode,
+            )
         except Exception as exc:
             log.debug("health update failed: %s", describe(exc))
 
@@ -460,7 +525,10 @@ class Watcher:
                 state.next_poll = now + self.options.poll_interval
                 for folder_id in list(state.targets):
                     self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "poll"))
-                if state.subscription_id is None and self.dispatcher.attempts(("subscribe", state.mailbox)) == 0:
+                if (
+                    state.subscription_id is None
+                    and self.dispatcher.attempts(("subscribe", state.mailbox)) == 0
+                ):
                     self.dispatcher.put(SubscribeMailbox(state.mailbox, "poll-retry"))
             if state.next_safety == 0.0:
                 state.next_safety = now + self.options.safety_sync_interval
@@ -470,8 +538,14 @@ class Watcher:
                 for folder_id in list(state.targets):
                     self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "safety-net"))
         for group in list(self._groups):
-            if group.size() and group.connected and now - group.last_envelope > self.options.stream_stall_timeout:
-                log.warning("stream %d silent for %.0fs; reconnecting", group.index, now - group.last_envelope)
+            if (
+                group.size()
+                and group.connected
+                and now - group.last_envelope > self.options.stream_stall_timeout
+            ):
+                log.warning(
+                    "stream %d silent for %.0fs; reconnecting", group.index, now - group.last_envelope
+                )
                 group.last_envelope = now
                 group.kill_stream()
 

@@ -56,8 +56,16 @@ def work_key(event: Event) -> WorkKey:
 class Dispatcher:
     """Debounced, per-mailbox serialised work queue with a fixed pool of worker threads."""
 
-    def __init__(self, handler: Callable[[WorkKey, list[str]], None], *, workers: int = 4, debounce: float = 0.05,
-                 hierarchy_debounce: float = 0.5, backoff: Backoff | None = None, name: str = "foldertrack"):
+    def __init__(
+        self,
+        handler: Callable[[WorkKey, list[str]], None],
+        *,
+        workers: int = 4,
+        debounce: float = 0.05,
+        hierarchy_debounce: float = 0.5,
+        backoff: Backoff | None = None,
+        name: str = "foldertrack",
+    ):
         self._handler = handler
         self._workers = workers
         self._debounce = debounce
@@ -195,8 +203,9 @@ class Dispatcher:
                 self._attempts[key] += 1
                 retry = self._backoff.delay(self._attempts[key])
                 self.stats.failures += 1
-                log.exception("%s %s: unexpected failure (%s); retrying in %.1fs", key[0], key[1], describe(exc),
-                              retry)
+                log.exception(
+                    "%s %s: unexpected failure (%s); retrying in %.1fs", key[0], key[1], describe(exc), retry
+                )
             finally:
                 with self._cond:
                     self.stats.runs += 1

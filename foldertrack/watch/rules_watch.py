@@ -24,7 +24,9 @@ class _RulesChanged(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         path = str(getattr(event, "dest_path", "") or event.src_path)
-        if event.is_directory or not (path.endswith(".yaml") or path.endswith(".yml") or event.event_type == "deleted"):
+        if event.is_directory or not (
+            path.endswith(".yaml") or path.endswith(".yml") or event.event_type == "deleted"
+        ):
             return
         with self._lock:
             if self._timer is not None:

@@ -8,6 +8,7 @@ badly every mailbox on it gets a catch-up sync, and subscriptions that the serve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import socket
@@ -50,11 +51,18 @@ class Subscription:
 class StreamGroup:
     """One thread holding one streaming connection for up to ``MAX_IDS_PER_STREAM`` subscriptions."""
 
-    def __init__(self, index: int, connector: ExchangeConnector, *, on_notification: Callable[[str, object], None],
-                 on_stream_lost: Callable[[list[str], BaseException], None],
-                 on_subscriptions_lost: Callable[[list[str], BaseException], None],
-                 on_connected: Callable[[list[str]], None],
-                 connection_timeout_minutes: int = 10, backoff: Backoff | None = None):
+    def __init__(
+        self,
+        index: int,
+        connector: ExchangeConnector,
+        *,
+        on_notification: Callable[[str, object], None],
+        on_stream_lost: Callable[[list[str], BaseException], None],
+        on_subscriptions_lost: Callable[[list[str], BaseException], None],
+        on_connected: Callable[[list[str]], None],
+        connection_timeout_minutes: int = 10,
+        backoff: Backoff | None = None,
+    ):
         self.index = index
         self._connector = connector
         self._on_notification = on_notification
@@ -100,7 +108,9 @@ class StreamGroup:
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"foldertrack-stream-{self.index}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"foldertrack-stream-{self.index}", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 3.0) -> None:
@@ -141,7 +151,9 @@ class StreamGroup:
                 self._service = service
             self.last_envelope = time.monotonic()
             try:
-                for notification in service.call(subscription_ids=list(subs), connection_timeout=self._timeout):
+                for notification in service.call(
+                    subscription_ids=list(subs), connection_timeout=self._timeout
+                ):
                     if not self.connected:
                         self._mark_connected(subs)
                     sub = subs.get(notification.subscription_id)
@@ -152,7 +164,9 @@ class StreamGroup:
                 # ConnectionStatus Closed (or we were asked to re-issue): normal, go round again at once
             except RESUBSCRIBE_ERRORS as exc:
                 lost = _subscription_ids_in(str(exc), subs) or list(subs)
-                log.warning("stream %d: %s; resubscribing %d mailbox(es)", self.index, describe(exc), len(lost))
+                log.warning(
+                    "stream %d: %s; resubscribing %d mailbox(es)", self.index, describe(exc), len(lost)
+                )
                 with self._lock:
                     for sub_id in lost:
                         self._subs.pop(sub_id, None)
@@ -168,8 +182,13 @@ class StreamGroup:
                 self.connected = False
                 self.failures += 1
                 delay = self._backoff.delay(self.failures)
-                log.warning("stream %d lost (%s); %d mailbox(es) catch up, reconnecting in %.1fs",
-                            self.index, describe(exc), len(subs), delay)
+                log.warning(
+                    "stream %d lost (%s); %d mailbox(es) catch up, reconnecting in %.1fs",
+                    self.index,
+                    describe(exc),
+                    len(subs),
+                    delay,
+                )
                 self._on_stream_lost(sorted({s.mailbox for s in subs.values()}), exc)
                 with self._lock:
                     if not self._stopping:
@@ -177,10 +196,8 @@ class StreamGroup:
             finally:
                 with self._lock:
                     self._service = None
-                try:
+                with contextlib.suppress(Exception):  # already closed
                     service.stop_streaming()
-                except Exception:  # already closed
-                    pass
 
     def _mark_connected(self, subs: dict[str, Subscription]) -> None:
         self.connected = True
@@ -232,11 +249,7 @@ def _shutdown_socket(response) -> None:
             sock = obj
             break
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-    try:
+    with contextlib.suppress(Exception):
         response.close()
-    except Exception:
-        pass

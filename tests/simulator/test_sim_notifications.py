@@ -8,6 +8,7 @@ import time
 import pytest
 from exchangelib.errors import ErrorSubscriptionNotFound
 from exchangelib.properties import (
+    CopiedEvent,
     CreatedEvent,
     ModifiedEvent,
     MovedEvent,
@@ -139,3 +140,22 @@ def test_pull_subscription_times_out(sim):
     wait_for(lambda: sim.subscriptions() == [], timeout=5, message="pull subscription expiry")
     with pytest.raises(ErrorSubscriptionNotFound):
         list(account.inbox.get_events(sub_id, watermark))
+
+
+def test_copy_and_folder_events(sim):
+    mb = sim.mailbox("alice@example.com")
+    account = exchangelib_account(sim, "alice@example.com")
+    item_id = sim.deliver("alice@example.com", MailSpec(subject="c"))
+    from exchangelib.folders import FolderCollection
+
+    everywhere = FolderCollection(account=account, folders=[account.inbox]).subscribe_to_streaming()
+    copy_id = mb.copy_item(item_id, "Inbox/Customers/Contoso")
+    folder_id = mb.folder_id("Inbox/Customers/Contoso")
+    mb.move_folder(folder_id, "Inbox")
+    mb.rename_folder(folder_id, "Contoso Ltd")  # now a child of the Inbox: its ModifiedEvent is in scope
+    events = _events(account.inbox.get_streaming_events(everywhere, connection_timeout=1))
+    copied = next(e for e in events if isinstance(e, CopiedEvent))
+    assert (copied.item_id.id, copied.old_item_id.id) == (copy_id, item_id)
+    folder_moves = [e for e in events if isinstance(e, MovedEvent) and e.folder_id is not None]
+    assert folder_moves[0].folder_id.id == folder_id == folder_moves[0].old_folder_id.id
+    assert any(isinstance(e, ModifiedEvent) and e.folder_id and e.folder_id.id == folder_id for e in events)

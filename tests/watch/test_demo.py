@@ -9,4 +9,4 @@ def test_demo_runs_the_whole_pipeline_and_reports_latency(tmp_path):
     assert "Fabrikam renewal                 account:acc-fabrikam   tracked" in result.output
     assert "Printer broken                   -                      untracked" in result.output
     assert result.output.count("Joint proposal") >= 2  # moved, then listed once
-    assert "move → activity latency over 9 moves" in result.output
+    assert "move → activity latency over 8 moves" in result.output

@@ -23,8 +23,13 @@ mailboxes:
 def _setup(h, rules=RULES, mailboxes=(ALICE, BOB)):
     for address in mailboxes:
         mb = h.add_mailbox(address)
-        for path in ("Inbox/Customers/Contoso", "Inbox/Customers/Fabrikam", "Inbox/Untracked-Record",
-                     "Inbox/Leave-Untrack", "Inbox/Elsewhere"):
+        for path in (
+            "Inbox/Customers/Contoso",
+            "Inbox/Customers/Fabrikam",
+            "Inbox/Untracked-Record",
+            "Inbox/Leave-Untrack",
+            "Inbox/Elsewhere",
+        ):
             mb.create_folder(path)
     h.write_rules(rules)
 
@@ -88,8 +93,12 @@ def test_moved_out_keep_and_untrack(harness):
     _setup(harness)
     harness.start_watcher()
     mb = harness.sim.mailbox(ALICE)
-    kept = mb.move_item(harness.sim.deliver(ALICE, _mail("keep me"), folder="Inbox"), "Inbox/Customers/Contoso")
-    gone = mb.move_item(harness.sim.deliver(ALICE, _mail("untrack me"), folder="Inbox"), "Inbox/Leave-Untrack")
+    kept = mb.move_item(
+        harness.sim.deliver(ALICE, _mail("keep me"), folder="Inbox"), "Inbox/Customers/Contoso"
+    )
+    gone = mb.move_item(
+        harness.sim.deliver(ALICE, _mail("untrack me"), folder="Inbox"), "Inbox/Leave-Untrack"
+    )
     harness.wait_tracked("keep me")
     harness.wait_tracked("untrack me", regarding_id="acc-fabrikam")
     mb.move_item(kept, "Inbox/Elsewhere")
@@ -104,7 +113,9 @@ def test_deleted_in_exchange_keeps_activity(harness):
     _setup(harness)
     harness.start_watcher()
     mb = harness.sim.mailbox(ALICE)
-    item = mb.move_item(harness.sim.deliver(ALICE, _mail("delete me"), folder="Inbox"), "Inbox/Customers/Contoso")
+    item = mb.move_item(
+        harness.sim.deliver(ALICE, _mail("delete me"), folder="Inbox"), "Inbox/Customers/Contoso"
+    )
     harness.wait_tracked("delete me")
     mb.delete_item(item, hard=True)
     harness.settle()
@@ -112,7 +123,12 @@ def test_deleted_in_exchange_keeps_activity(harness):
 
 
 def test_old_mail_moved_back_in_is_tracked_again(harness):
-    _setup(harness, rules=RULES.replace("        on_leave: untrack", "        on_leave: untrack\n        backfill: false"))
+    _setup(
+        harness,
+        rules=RULES.replace(
+            "        on_leave: untrack", "        on_leave: untrack\n        backfill: false"
+        ),
+    )
     mb = harness.sim.mailbox(ALICE)
     old = harness.sim.deliver(ALICE, _mail("old mail"), folder="Inbox/Leave-Untrack")
     harness.start_watcher()
@@ -139,8 +155,9 @@ mailboxes:
     now = datetime.now(UTC)
     harness.sim.deliver(ALICE, _mail("existing contoso"), folder="Inbox/Customers/Contoso")
     harness.sim.deliver(ALICE, _mail("recent fabrikam"), folder="Inbox/Customers/Fabrikam")
-    ancient = harness.sim.deliver(ALICE, _mail("ancient fabrikam", sent_at=now - timedelta(days=90)),
-                                  folder="Inbox/Customers/Fabrikam")
+    ancient = harness.sim.deliver(
+        ALICE, _mail("ancient fabrikam", sent_at=now - timedelta(days=90)), folder="Inbox/Customers/Fabrikam"
+    )
     _backdate(harness, ALICE, ancient, now - timedelta(days=90))
     harness.start_watcher()
     harness.wait_tracked("existing contoso")
@@ -165,14 +182,22 @@ def test_same_message_from_two_mailboxes_first_wins_records_conflict(harness):
 
 
 def test_same_message_last_wins(harness):
-    _setup(harness, rules=RULES.replace("        record: account:acc-fabrikam\n      Inbox/Untracked",
-                                        "        record: account:acc-fabrikam\n        duplicates: last_wins\n"
-                                        "      Inbox/Untracked"))
+    _setup(
+        harness,
+        rules=RULES.replace(
+            "        record: account:acc-fabrikam\n      Inbox/Untracked",
+            "        record: account:acc-fabrikam\n        duplicates: last_wins\n      Inbox/Untracked",
+        ),
+    )
     harness.start_watcher()
     spec = _mail("last wins mail", to=[ALICE, BOB])
-    harness.sim.mailbox(ALICE).move_item(harness.sim.deliver(ALICE, spec, folder="Inbox"), "Inbox/Customers/Contoso")
+    harness.sim.mailbox(ALICE).move_item(
+        harness.sim.deliver(ALICE, spec, folder="Inbox"), "Inbox/Customers/Contoso"
+    )
     harness.wait_tracked("last wins mail", regarding_id="acc-contoso")
-    harness.sim.mailbox(BOB).move_item(harness.sim.deliver(BOB, spec, folder="Inbox"), "Inbox/Customers/Fabrikam")
+    harness.sim.mailbox(BOB).move_item(
+        harness.sim.deliver(BOB, spec, folder="Inbox"), "Inbox/Customers/Fabrikam"
+    )
     harness.wait_tracked("last wins mail", regarding_id="acc-fabrikam", mailbox=BOB)
     assert len(harness.activities()) == 1
 
