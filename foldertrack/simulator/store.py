@@ -18,6 +18,8 @@ from foldertrack.simulator.model import DISTINGUISHED_FOLDERS, EwsError, Folder,
 from foldertrack.simulator.mutations import Mutations
 from foldertrack.simulator.subscriptions import SubscriptionRegistry
 
+MAX_QUEUED_EVENTS = 10_000
+
 
 @dataclass
 class ServiceAccount:
@@ -153,6 +155,8 @@ class Store(Mutations, SubscriptionRegistry):
                 if sub.matches(event):
                     sub.number += 1
                     sub.queue.append(QueuedEvent(sub.number, ready_at, event))
+                    if len(sub.queue) > MAX_QUEUED_EVENTS:  # nobody reads it: keep memory bounded
+                        sub.queue.popleft()
                     wake = True
             if wake and isinstance(sub.stream, StreamWaker):
                 sub.stream.wake.set()
