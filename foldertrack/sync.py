@@ -138,7 +138,7 @@ def _apply_page(
     ]
     deletes = [item.id for kind, item in changes if kind == "delete"]
     with ctx.engine.connect() as conn:
-        already = store.present_item_ids(conn, target.mailbox, target.folder_id)
+        already = store.present_item_ids(conn, target.mailbox, target.folder_id, [i for i, _ in creates])
         dead = store.dead_item_ids(conn, target.mailbox, target.folder_id)
     cutoff = _backfill_cutoff(target, row) if backfill_pass and not row.backfill_done else None
     wanted: list[str] = []

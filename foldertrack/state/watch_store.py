@@ -180,13 +180,21 @@ def ledger_by_item(conn: Connection, mailbox: str, folder_id: str, item_id: str)
     ).first()
 
 
-def present_item_ids(conn: Connection, mailbox: str, folder_id: str) -> set[str]:
-    rows = conn.execute(
-        select(ledger.c.item_id).where(
-            ledger.c.mailbox == mailbox, ledger.c.folder_id == folder_id, ledger.c.state == "present"
+def present_item_ids(conn: Connection, mailbox: str, folder_id: str, item_ids: Iterable[str]) -> set[str]:
+    """Which of ``item_ids`` (one sync page) the ledger already has as present in the folder."""
+    found: set[str] = set()
+    ids = list(item_ids)
+    for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+        rows = conn.execute(
+            select(ledger.c.item_id).where(
+                ledger.c.mailbox == mailbox,
+                ledger.c.folder_id == folder_id,
+                ledger.c.state == "present",
+                ledger.c.item_id.in_(ids[start : start + 500]),
+            )
         )
-    )
-    return {r[0] for r in rows}
+        found.update(r[0] for r in rows)
+    return found
 
 
 def ledger_present(conn: Connection, mailbox: str, mail_key: str, folder_id: str, item_id: str) -> None:
@@ -300,32 +308,31 @@ def record_failure(
     Returns the attempts so far. Runs in the page's transaction, which commits even when the page's
     sync state is not advanced."""
     now = utcnow()
-    if True:
-        row = conn.execute(
-            select(dead_letters).where(
-                dead_letters.c.mailbox == mailbox,
-                dead_letters.c.folder_id == folder_id,
-                dead_letters.c.item_id == item_id,
-            )
-        ).first()
-        attempts = (row.attempts if row is not None and row.status == "retrying" else 0) + 1
-        status = "dead" if attempts >= max_attempts else "retrying"
-        values = dict(
-            error=error[:4000],
-            attempts=attempts,
-            last_attempt_at=now,
-            status=status,
-            mail_key=mail_key,
-            subject=(subject or None) and subject[:1000],
+    row = conn.execute(
+        select(dead_letters).where(
+            dead_letters.c.mailbox == mailbox,
+            dead_letters.c.folder_id == folder_id,
+            dead_letters.c.item_id == item_id,
         )
-        if row is None:
-            conn.execute(
-                insert(dead_letters).values(
-                    mailbox=mailbox, folder_id=folder_id, item_id=item_id, first_failed_at=now, **values
-                )
+    ).first()
+    attempts = (row.attempts if row is not None and row.status == "retrying" else 0) + 1
+    status = "dead" if attempts >= max_attempts else "retrying"
+    values = dict(
+        error=error[:4000],
+        attempts=attempts,
+        last_attempt_at=now,
+        status=status,
+        mail_key=mail_key,
+        subject=(subject or None) and subject[:1000],
+    )
+    if row is None:
+        conn.execute(
+            insert(dead_letters).values(
+                mailbox=mailbox, folder_id=folder_id, item_id=item_id, first_failed_at=now, **values
             )
-        else:
-            conn.execute(update(dead_letters).where(dead_letters.c.id == row.id).values(**values))
+        )
+    else:
+        conn.execute(update(dead_letters).where(dead_letters.c.id == row.id).values(**values))
     return attempts
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -127,14 +126,7 @@ class Harness:
 
     def wait_for(self, condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
         """Wait until ``condition()`` is truthy (polling the database is the observable effect)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(0.02)
+        return wait_until(condition, timeout, what)
 
     def wait_tracked(self, subject: str, timeout: float = 15.0, **expected: Any) -> dict[str, Any]:
         def check():
@@ -150,6 +142,20 @@ class Harness:
             raise AssertionError("watcher did not settle")
 
 
+def wait_until(
+    condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition", interval: float = 0.01
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
 def options_for_tests(**overrides: Any) -> dict[str, Any]:
     base = dict(
         poll_interval=1.0,
@@ -163,4 +169,4 @@ def options_for_tests(**overrides: Any) -> dict[str, Any]:
     return {**base, **overrides}
 
 
-__all__ = ["SERVICE_ACCOUNT", "Harness", "options_for_tests", "replace"]
+__all__ = ["SERVICE_ACCOUNT", "Harness", "options_for_tests", "wait_until"]

@@ -18,14 +18,12 @@ from foldertrack.testing.fixtures_simulator import *  # noqa: F403
 
 def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, message: str = "condition"):
     """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+    from foldertrack.testing.harness import wait_until
+
+    try:
+        return wait_until(condition, timeout, message, interval)
+    except AssertionError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(autouse=True)

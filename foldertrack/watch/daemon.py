@@ -27,6 +27,7 @@ from foldertrack.rules.loader import load_rules
 from foldertrack.sinks.base import ActivitySink
 from foldertrack.state import watch_store as store
 from foldertrack.state.records import RecordDirectory
+from foldertrack.state.types import utcnow
 from foldertrack.sync import FolderGone, ItemsNeedRetry, SyncContext, SyncResult, catch_up
 from foldertrack.targets import Target, resolve_targets
 from foldertrack.watch.dispatcher import Dispatcher, Reschedule, WorkKey
@@ -346,7 +347,7 @@ class Watcher:
             state.subscribe_failures += 1
             if state.subscribe_failures >= POLL_AFTER_FAILURES:
                 self._set_mode(state, "polling", describe(exc))
-            self._mark_ready_if_done(state)
+            self._mark_ready_if_done()
             raise
         state.subscribe_failures = 0
         group = self._group_with_room()
@@ -359,7 +360,7 @@ class Watcher:
         # Streaming has no watermark: whatever happened before this point is read by a catch-up sync.
         for folder_id in list(state.targets):
             self.dispatcher.put(FolderChanged(mailbox, folder_id, "resubscribed"))
-        self._mark_ready_if_done(state)
+        self._mark_ready_if_done()
 
     def _drop_subscription(self, state: MailboxState) -> None:
         if state.subscription_id is None:
@@ -391,7 +392,7 @@ class Watcher:
             group.start()
             return group
 
-    def _mark_ready_if_done(self, state: MailboxState | None = None) -> None:
+    def _mark_ready_if_done(self) -> None:
         with self._lock:
             done = all(
                 s.resolved and (s.subscription_id or s.mode == "polling" or not s.watch_ids)
@@ -424,16 +425,7 @@ class Watcher:
             if is_folder_event and names & watch_ids:
                 self.dispatcher.put(HierarchyChanged(mailbox, "folder-event"))
         if notification.events:
-            try:
-                store.set_health(
-                    self.engine,
-                    mailbox,
-                    instance=self.options.instance,
-                    last_event_at=_utcnow(),
-                    mode=state.mode,
-                )
-            except Exception as exc:  # health is advisory; never stop the stream for it
-                log.debug("health update failed: %s", describe(exc))
+            state.last_event_at = utcnow()  # written to the database by the timer, never from the stream
 
     def _on_connected(self, mailboxes: list[str]) -> None:
         for mailbox in mailboxes:
@@ -513,6 +505,7 @@ class Watcher:
     def _tick(self, now: float) -> None:
         with self._lock:
             states = list(self._mailboxes.values())
+        self._flush_event_times(states)
         if now >= self._next_replay_check:
             self._next_replay_check = now + REPLAY_CHECK_INTERVAL
             with self.engine.connect() as conn:
@@ -549,14 +542,26 @@ class Watcher:
                 group.last_envelope = now
                 group.kill_stream()
 
+    def _flush_event_times(self, states: list[MailboxState]) -> None:
+        """Record each mailbox's latest event time (noted by the stream readers) in its health row."""
+        for state in states:
+            seen = state.last_event_at
+            if seen is None or seen == state.last_event_written:
+                continue
+            try:
+                store.set_health(
+                    self.engine,
+                    state.mailbox,
+                    instance=self.options.instance,
+                    last_event_at=seen,
+                    mode=state.mode,
+                )
+                state.last_event_written = seen
+            except Exception as exc:  # health is advisory; retried on the next tick
+                log.debug("health update failed: %s", describe(exc))
+
     # -- introspection ---------------------------------------------------------------------------------------
 
     def mailbox_states(self) -> list[MailboxState]:
         with self._lock:
             return list(self._mailboxes.values())
-
-
-def _utcnow():
-    from foldertrack.state.types import utcnow
-
-    return utcnow()

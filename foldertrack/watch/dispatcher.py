@@ -112,20 +112,10 @@ class Dispatcher:
         heapq.heappush(self._heap, (due, next(self._seq), key))
         self._cond.notify()
 
-    def pending(self, kind: str | None = None) -> int:
-        with self._cond:
-            return sum(1 for k in self._due if kind is None or k[0] == kind) + len(self._running)
-
     def idle(self) -> bool:
         """True when nothing is queued or running (tests and the demo wait on this)."""
         with self._cond:
             return not self._due and not self._running
-
-    def blocked_until(self, mailbox: str) -> float:
-        with self._cond:
-            return self._blocked.get(mailbox, 0.0)
-
-    # -- workers -----------------------------------------------------------------------------------------
 
     def start(self) -> None:
         for i in range(self._workers):

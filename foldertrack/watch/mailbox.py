@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from foldertrack.exchange.hierarchy import FolderTree
 from foldertrack.targets import RuleIssue, Target
@@ -25,3 +26,5 @@ class MailboxState:
     next_safety: float = 0.0
     resolved: bool = False
     last_error: str | None = None
+    last_event_at: datetime | None = None  # set by the stream reader, written to the database by the timer
+    last_event_written: datetime | None = None

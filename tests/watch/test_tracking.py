@@ -216,3 +216,25 @@ def _backdate(h, address, item_id, when):
     store = h.sim.store
     with store.lock:
         store.item_by_id(store.mailbox(address), item_id).received = when
+
+
+def test_event_times_reach_the_health_table_without_the_stream_writing_them(harness):
+    from sqlalchemy import select
+
+    from foldertrack.state.schema import subscription_health
+
+    _setup(harness)
+    harness.start_watcher()
+    harness.sim.mailbox(ALICE).move_item(
+        harness.sim.deliver(ALICE, _mail("health"), folder="Inbox"), "Inbox/Customers/Contoso"
+    )
+    harness.wait_tracked("health")
+
+    def last_event():
+        with harness.engine.connect() as conn:
+            row = conn.execute(
+                select(subscription_health).where(subscription_health.c.mailbox == ALICE)
+            ).first()
+        return row is not None and row.last_event_at is not None and row.mode == "streaming"
+
+    harness.wait_for(last_event, what="alice's last event time in subscription_health")
