@@ -33,6 +33,7 @@ from foldertrack.targets import Target, resolve_targets
 from foldertrack.watch.dispatcher import Dispatcher, Reschedule, WorkKey
 from foldertrack.watch.events import FolderChanged, HierarchyChanged, SubscribeMailbox
 from foldertrack.watch.mailbox import MailboxState
+from foldertrack.watch.observer import WatchObserver
 from foldertrack.watch.streaming import MAX_IDS_PER_STREAM, StreamGroup, Subscription
 
 log = logging.getLogger("foldertrack.watch")
@@ -71,12 +72,14 @@ class Watcher:
         sink: ActivitySink,
         *,
         on_tracked: Callable[[Target, object, str], None] | None = None,
+        observer: WatchObserver | None = None,
     ):
         self.options = options
         self.engine = engine
         self.connector = connector
         self.sink = sink
         self.directory = RecordDirectory(engine)
+        self.observer = observer or WatchObserver()
         self._lock = threading.RLock()
         self._mailboxes: dict[str, MailboxState] = {}
         self._groups: list[StreamGroup] = []
@@ -197,13 +200,13 @@ class Watcher:
 
     # -- work ------------------------------------------------------------------------------------------------
 
-    def _handle(self, key: WorkKey, reasons: list[str]) -> None:
+    def _handle(self, key: WorkKey, reasons: list[str], first_trigger: float) -> None:
         kind, mailbox = key[0], key[1]
         if self._stop.is_set():
             return
         try:
             if kind == "sync":
-                self._sync(mailbox, key[2], reasons)
+                self._sync(mailbox, key[2], first_trigger)
             elif kind == "hierarchy":
                 self._resolve(mailbox, reasons)
             elif kind == "subscribe":
@@ -212,21 +215,24 @@ class Watcher:
             raise
         except ErrorServerBusy as exc:
             back_off = server_back_off(exc) or 1.0
+            self.observer.error(mailbox, kind, "ErrorServerBusy")
             log.warning("%s: throttled by Exchange (ErrorServerBusy), backing off %.1fs", mailbox, back_off)
             raise Reschedule(back_off, block_mailbox=back_off) from exc
         except Exception as exc:
             delay = self.dispatcher.note_failure(key)
+            self.observer.error(mailbox, kind, type(exc).__name__)
             level = logging.WARNING if is_transient(exc) or isinstance(exc, ItemsNeedRetry) else logging.ERROR
             log.log(level, "%s: %s failed: %s; retrying in %.1fs", mailbox, kind, describe(exc), delay)
             self._note_error(mailbox, describe(exc), permanent=not is_transient(exc))
             raise Reschedule(delay) from exc
 
-    def _sync(self, mailbox: str, folder_id: str, reasons: list[str]) -> None:
+    def _sync(self, mailbox: str, folder_id: str, first_trigger: float) -> None:
         with self._lock:
             state = self._mailboxes.get(mailbox)
             target = state.targets.get(folder_id) if state else None
         if target is None:
             return
+        started = time.monotonic()
         try:
             result = catch_up(self.sync_context, target)
         except FolderGone:
@@ -240,6 +246,8 @@ class Watcher:
         for outcome, key, subject in result.events:
             log.info("%s %s: %s %s %s", mailbox, target.path, outcome, key, f"({subject})" if subject else "")
         self._add_totals(result)
+        finished = time.monotonic()
+        self.observer.sync_finished(mailbox, target.path, finished - started, result, finished - first_trigger)
 
     def _add_totals(self, result: SyncResult) -> None:
         with self._lock:
@@ -425,6 +433,7 @@ class Watcher:
             if is_folder_event and names & watch_ids:
                 self.dispatcher.put(HierarchyChanged(mailbox, "folder-event"))
         if notification.events:
+            self.observer.events_received(mailbox, len(notification.events))
             state.last_event_at = utcnow()  # written to the database by the timer, never from the stream
 
     def _on_connected(self, mailboxes: list[str]) -> None:
@@ -436,6 +445,7 @@ class Watcher:
 
     def _on_stream_lost(self, mailboxes: list[str], exc: BaseException) -> None:
         for mailbox in mailboxes:
+            self.observer.error(mailbox, "stream", type(exc).__name__)
             with self._lock:
                 state = self._mailboxes.get(mailbox)
             if state is None:
@@ -464,6 +474,7 @@ class Watcher:
         if mode == "polling":
             state.next_poll = time.monotonic() + self.options.poll_interval
         if previous != mode:
+            self.observer.mode_changed(state.mailbox, previous, mode)
             level = logging.INFO if mode == "streaming" else logging.WARNING
             log.log(
                 level, "%s: mode %s → %s%s", state.mailbox, previous, mode, f" ({error})" if error else ""

@@ -58,7 +58,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        handler: Callable[[WorkKey, list[str]], None],
+        handler: Callable[[WorkKey, list[str], float], None],
         *,
         workers: int = 4,
         debounce: float = 0.05,
@@ -76,6 +76,7 @@ class Dispatcher:
         self._heap: list[tuple[float, int, WorkKey]] = []
         self._due: dict[WorkKey, float] = {}
         self._reasons: dict[WorkKey, list[str]] = defaultdict(list)
+        self._first_trigger: dict[WorkKey, float] = {}  # monotonic time of the oldest unserved trigger
         self._running: set[WorkKey] = set()
         self._busy_mailboxes: set[str] = set()
         self._dirty: set[WorkKey] = set()
@@ -99,6 +100,7 @@ class Dispatcher:
         with self._cond:
             self.stats.events += 1
             self._reasons[key].append(event.reason)
+            self._first_trigger.setdefault(key, time.monotonic())
             if key in self._running:
                 self._dirty.add(key)
                 return
@@ -136,7 +138,7 @@ class Dispatcher:
     def alive(self) -> bool:
         return all(t.is_alive() for t in self._threads) and bool(self._threads)
 
-    def _next(self) -> tuple[WorkKey, list[str]] | None:
+    def _next(self) -> tuple[WorkKey, list[str], float] | None:
         with self._cond:
             while not self._stopping:
                 now = time.monotonic()
@@ -169,8 +171,9 @@ class Dispatcher:
                     self._running.add(chosen)
                     self._busy_mailboxes.add(chosen[1])
                     reasons = self._reasons.pop(chosen, [])
+                    first = self._first_trigger.pop(chosen, now)
                     self.stats.backlog = len(self._due)
-                    return chosen, reasons
+                    return chosen, reasons, first
                 self._cond.wait(max(0.005, wake - now))
             return None
 
@@ -179,10 +182,10 @@ class Dispatcher:
             job = self._next()
             if job is None:
                 return
-            key, reasons = job
+            key, reasons, first_trigger = job
             retry: float | None = None
             try:
-                self._handler(key, reasons)
+                self._handler(key, reasons, first_trigger)
                 self._attempts.pop(key, None)
             except Reschedule as exc:
                 retry = exc.delay
@@ -203,11 +206,22 @@ class Dispatcher:
                     self._running.discard(key)
                     self._busy_mailboxes.discard(key[1])
                     if retry is not None:
+                        # a retry still serves the original trigger: keep its time for the latency figure
+                        if self._first_trigger.get(key, first_trigger) >= first_trigger:
+                            self._first_trigger[key] = first_trigger
                         self._schedule(key, time.monotonic() + retry)
                     elif key in self._dirty:
                         self._schedule(key, time.monotonic() + self._debounce)
                     self._dirty.discard(key)
                     self._cond.notify_all()
+
+    def backlog(self) -> dict[str, int]:
+        """Queued or running pieces of work per mailbox (status and metrics)."""
+        with self._cond:
+            counts: dict[str, int] = defaultdict(int)
+            for key in set(self._due) | self._running:
+                counts[key[1]] += 1
+            return dict(counts)
 
     def attempts(self, key: WorkKey) -> int:
         return self._attempts.get(key, 0)
