@@ -402,6 +402,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("watch", "workers", _integer(1), 4, "Sync worker threads."),
     Setting("watch", "debounce", _duration(False), "50ms", "Wait this long to merge a burst of events."),
     Setting("watch", "max_attempts", _integer(1), 5, "Attempts before an item is dead-lettered."),
+    Setting(
+        "watch",
+        "stream_timeout",
+        _duration(True),
+        "10m",
+        "How long one `GetStreamingEvents` request stays open (EWS allows 1 to 30 minutes); "
+        "it is re-issued at once when it ends.",
+    ),
+    Setting(
+        "watch",
+        "stall_timeout",
+        _duration(True),
+        "2m",
+        "A stream that sends nothing (not even a keep-alive) this long is cut and reconnected.",
+    ),
     Setting("sink", "name", IDENTIFIER, "sql", "Activity sink plug-in (entry point `foldertrack.sinks`)."),
     Setting(
         "sink",
@@ -505,6 +520,8 @@ class WatchConfig:
     workers: int
     debounce: float
     max_attempts: int
+    stream_timeout: float
+    stall_timeout: float
 
 
 @dataclass(frozen=True)

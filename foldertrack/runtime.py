@@ -12,6 +12,7 @@ from foldertrack.exchange.connection import ExchangeConnector, ExchangeSettings
 from foldertrack.sinks.registry import load_sink
 from foldertrack.state.database import open_database
 from foldertrack.watch.daemon import Watcher, WatchOptions
+from foldertrack.watch.observer import WatchObserver
 
 
 def exchange_settings(config: Config) -> ExchangeSettings:
@@ -40,6 +41,8 @@ def watch_options(config: Config, **overrides) -> WatchOptions:
         workers=config.watch.workers,
         debounce=config.watch.debounce,
         max_attempts=config.watch.max_attempts,
+        stream_timeout_minutes=min(30, max(1, round(config.watch.stream_timeout / 60))),
+        stream_stall_timeout=config.watch.stall_timeout,
         max_attachment_bytes=config.sink.max_attachment_bytes,
     )
     return replace(options, **overrides) if overrides else options
@@ -50,11 +53,13 @@ def pool_size(config: Config, options: WatchOptions, streams: int = 5) -> int:
     return config.exchange.max_connections or (streams + options.workers + 2)
 
 
-def build_watcher(config: Config, **overrides) -> Watcher:
-    """A ready-to-start watcher for ``config``; raises ConfigError / SchemaOutOfDateError / DatabaseError."""
+def build_watcher(config: Config, *, observer: WatchObserver | None = None, **overrides) -> Watcher:
+    """A ready-to-start watcher for ``config``; raises ConfigError / SchemaOutOfDateError / DatabaseError.
+
+    ``observer`` receives the watcher's hooks (``foldertrack.ops.metrics.PrometheusObserver`` for metrics)."""
     options = watch_options(config, **overrides)
     settings = exchange_settings(config)
     engine = open_database(config.database.url)
     sink = load_sink(config.sink.name, config, engine)
     connector = ExchangeConnector(settings, max_connections=pool_size(config, options))
-    return Watcher(options, engine, connector, sink)
+    return Watcher(options, engine, connector, sink, observer=observer)

@@ -246,8 +246,11 @@ class Watcher:
         for outcome, key, subject in result.events:
             log.info("%s %s: %s %s %s", mailbox, target.path, outcome, key, f"({subject})" if subject else "")
         self._add_totals(result)
+        state.failing = False
         finished = time.monotonic()
-        self.observer.sync_finished(mailbox, target.path, finished - started, result, finished - first_trigger)
+        self.observer.sync_finished(
+            mailbox, target.path, finished - started, result, finished - first_trigger
+        )
 
     def _add_totals(self, result: SyncResult) -> None:
         with self._lock:
@@ -270,6 +273,8 @@ class Watcher:
         if state is None:
             return
         if not state.rules:
+            with store.writing(self.engine) as conn:
+                store.replace_rule_issues(conn, mailbox, [])
             self._retire_mailbox(state)
             return
         account = self.connector.account(mailbox)
@@ -295,6 +300,7 @@ class Watcher:
         ]
         with store.writing(self.engine) as conn:
             new = store.apply_plan(conn, mailbox, plans, deleted=deleted)
+            store.replace_rule_issues(conn, mailbox, issues)  # what `status` shows as drift
         watch_ids = {t.folder_id for t in targets}
         for rule in state.rules:
             if rule.is_pattern:
@@ -358,6 +364,7 @@ class Watcher:
             self._mark_ready_if_done()
             raise
         state.subscribe_failures = 0
+        state.failing = False
         group = self._group_with_room()
         with self._lock:
             state.subscription_id = sub_id
@@ -468,6 +475,7 @@ class Watcher:
                 self.dispatcher.put(FolderChanged(mailbox, folder_id, "subscription-lost"))
 
     def _set_mode(self, state: MailboxState, mode: str, error: str | None = None) -> None:
+        """Change a mailbox's mode in memory (any thread, no I/O); the timer records it in the database."""
         previous = state.mode
         state.mode = mode
         state.last_error = error
@@ -479,13 +487,6 @@ class Watcher:
             log.log(
                 level, "%s: mode %s → %s%s", state.mailbox, previous, mode, f" ({error})" if error else ""
             )
-        try:
-            values = {"mode": mode}
-            if error:
-                values["last_error"] = error
-            store.set_health(self.engine, state.mailbox, instance=self.options.instance, **values)
-        except Exception as exc:
-            log.debug("health update failed: %s", describe(exc))
 
     def _note_error(self, mailbox: str, error: str, permanent: bool) -> None:
         with self._lock:
@@ -493,16 +494,7 @@ class Watcher:
         if state is None:
             return
         state.last_error = error
-        try:
-            store.set_health(
-                self.engine,
-                mailbox,
-                instance=self.options.instance,
-                last_error=error,
-                mode="error" if permanent and state.mode != "streaming" else state.mode,
-            )
-        except Exception as exc:
-            log.debug("health update failed: %s", describe(exc))
+        state.failing = state.failing or permanent
 
     # -- timer: polling fallback, safety net, stalled streams ------------------------------------------------
 
@@ -516,7 +508,7 @@ class Watcher:
     def _tick(self, now: float) -> None:
         with self._lock:
             states = list(self._mailboxes.values())
-        self._flush_event_times(states)
+        self._flush_health(states)
         if now >= self._next_replay_check:
             self._next_replay_check = now + REPLAY_CHECK_INTERVAL
             with self.engine.connect() as conn:
@@ -553,21 +545,21 @@ class Watcher:
                 group.last_envelope = now
                 group.kill_stream()
 
-    def _flush_event_times(self, states: list[MailboxState]) -> None:
-        """Record each mailbox's latest event time (noted by the stream readers) in its health row."""
+    def _flush_health(self, states: list[MailboxState]) -> None:
+        """Write each mailbox's mode, last error and last event time to its health row when they changed.
+
+        Only the timer writes health: stream readers and workers change memory, so a slow or locked
+        database never holds up a stream."""
         for state in states:
-            seen = state.last_event_at
-            if seen is None or seen == state.last_event_written:
+            values = state.health()
+            snapshot = tuple(values.values())
+            if snapshot == state.health_written:
                 continue
+            if values["last_event_at"] is None:
+                del values["last_event_at"]
             try:
-                store.set_health(
-                    self.engine,
-                    state.mailbox,
-                    instance=self.options.instance,
-                    last_event_at=seen,
-                    mode=state.mode,
-                )
-                state.last_event_written = seen
+                store.set_health(self.engine, state.mailbox, instance=self.options.instance, **values)
+                state.health_written = snapshot
             except Exception as exc:  # health is advisory; retried on the next tick
                 log.debug("health update failed: %s", describe(exc))
 
@@ -576,3 +568,8 @@ class Watcher:
     def mailbox_states(self) -> list[MailboxState]:
         with self._lock:
             return list(self._mailboxes.values())
+
+    def stream_groups(self) -> list[StreamGroup]:
+        """The streaming connections (metrics read ``size()`` and ``connected``)."""
+        with self._lock:
+            return list(self._groups)

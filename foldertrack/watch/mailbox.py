@@ -27,4 +27,13 @@ class MailboxState:
     resolved: bool = False
     last_error: str | None = None
     last_event_at: datetime | None = None  # set by the stream reader, written to the database by the timer
-    last_event_written: datetime | None = None
+    failing: bool = False  # a permanent error since the last success: status shows mode "error"
+    health_written: tuple | None = None  # what the timer last wrote to subscription_health
+
+    def health(self) -> dict:
+        """The subscription_health values this state stands for (the timer writes them when they change)."""
+        return {
+            "mode": "error" if self.failing and self.mode != "streaming" else self.mode,
+            "last_error": self.last_error,
+            "last_event_at": self.last_event_at,
+        }

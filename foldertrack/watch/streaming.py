@@ -40,6 +40,12 @@ class HeartbeatStreamingEvents(GetStreamingEvents):
         self._on_envelope()
         return super()._get_element_container(message=message, name=name)
 
+    def _get_response(self, payload, api_version):
+        response = super()._get_response(payload, api_version)
+        if response.status_code == 200:  # the server accepted the stream: connected before any chunk
+            self._on_envelope()
+        return response
+
 
 @dataclass
 class Subscription:
@@ -176,7 +182,9 @@ class StreamGroup:
                 if self._is_stopping():
                     return
                 if self._was_changed():
-                    # we closed it to add or remove a subscription: events in flight on it may be lost
+                    # we closed it to add or remove a subscription: events in flight on it may be lost;
+                    # the next connection reports every mailbox on it as connected, the new ones included
+                    self.connected = False
                     self._on_stream_lost(sorted({s.mailbox for s in subs.values()}), exc)
                     continue
                 self.connected = False
