@@ -71,13 +71,19 @@ def _is_database_outage(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
+#: exchangelib raises ``ErrorServerBusy`` itself for HTTP 503 and closed connections, with a back-off of its
+#: own choosing (10 s); those messages start like this. Only the server's ``BackOffMilliseconds`` is binding.
+_EXCHANGELIB_GUESSES = ("Reraised from", "Caused by")
+
+
 def server_back_off(exc: BaseException) -> float | None:
-    """The back-off (seconds) the server asked for, from ``ErrorServerBusy``'s ``BackOffMilliseconds``."""
-    if isinstance(exc, ErrorServerBusy) and exc.back_off:
-        return float(exc.back_off)
-    if isinstance(exc, ErrorServerBusy):
-        return 1.0
-    return None
+    """The back-off (seconds) the server asked for in ``ErrorServerBusy``'s ``BackOffMilliseconds``; None
+    when it named none (then our own exponential back-off applies)."""
+    if not isinstance(exc, ErrorServerBusy) or not exc.back_off:
+        return None
+    if str(exc).startswith(_EXCHANGELIB_GUESSES):
+        return None
+    return float(exc.back_off)
 
 
 class Backoff:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from exchangelib import DELEGATE, IMPERSONATION, UTC, Account, Configuration, Credentials, Identity
 from exchangelib.credentials import OAuth2Credentials
+from exchangelib.errors import SessionPoolMinSizeReached
 from exchangelib.protocol import BaseProtocol, FailFast, NoVerifyHTTPAdapter
 from exchangelib.transport import BASIC, NTLM, OAUTH2
 from exchangelib.version import (
@@ -107,6 +108,7 @@ class ExchangeConnector:
                     default_timezone=UTC,
                     locale="en_US",
                 )
+                _keep_pool_size(account.protocol)
                 self._accounts[mailbox] = account
             return account
 
@@ -121,3 +123,18 @@ class ExchangeConnector:
             self._accounts.clear()
         if accounts:
             accounts[0].protocol.close()
+
+
+def _refuse_to_shrink() -> None:
+    raise SessionPoolMinSizeReached("foldertrack sizes the EWS session pool itself")
+
+
+def _keep_pool_size(protocol) -> None:
+    """Stop exchangelib from shrinking the shared session pool on ``ErrorServerBusy``.
+
+    exchangelib 5.6 shrinks it by taking a session while holding a non-reentrant lock; when no session is
+    idle (a stream holds one, workers the rest) that waits forever, and every worker hangs. We size the
+    pool for our streams and workers and back off the throttled mailbox ourselves, so the pool keeps its
+    size: exchangelib then re-raises ``ErrorServerBusy`` (and ``ErrorExceededConnectionCount``) to us.
+    """
+    protocol.decrease_poolsize = _refuse_to_shrink

@@ -29,7 +29,7 @@ from foldertrack.state import watch_store as store
 from foldertrack.state.records import RecordDirectory
 from foldertrack.state.types import utcnow
 from foldertrack.sync import FolderGone, ItemsNeedRetry, SyncContext, SyncResult, catch_up
-from foldertrack.targets import Target, resolve_targets
+from foldertrack.targets import Target, anchors, resolve_targets
 from foldertrack.watch.dispatcher import Dispatcher, Reschedule, WorkKey
 from foldertrack.watch.events import FolderChanged, HierarchyChanged, SubscribeMailbox
 from foldertrack.watch.mailbox import MailboxState
@@ -214,9 +214,17 @@ class Watcher:
         except Reschedule:
             raise
         except ErrorServerBusy as exc:
-            back_off = server_back_off(exc) or 1.0
+            back_off = server_back_off(exc)
+            if back_off is None:  # no BackOffMilliseconds (HTTP 503, closed connection): our own back-off
+                back_off = self.dispatcher.note_failure(key)
             self.observer.error(mailbox, kind, "ErrorServerBusy")
-            log.warning("%s: throttled by Exchange (ErrorServerBusy), backing off %.1fs", mailbox, back_off)
+            log.warning(
+                "%s: %s throttled by Exchange (%s), backing off this mailbox %.1fs",
+                mailbox,
+                kind,
+                describe(exc),
+                back_off,
+            )
             raise Reschedule(back_off, block_mailbox=back_off) from exc
         except Exception as exc:
             delay = self.dispatcher.note_failure(key)
@@ -307,6 +315,7 @@ class Watcher:
                 parent = state.tree.find(rule.segments)
                 if parent:
                     watch_ids.add(parent)
+        watch_ids |= anchors(state.rules, state.tree, issues)  # a missing or deleted folder reappearing
         for issue in issues:
             log.warning("%s: %s: %s", mailbox, issue.rule_source, issue.message)
         with self._lock:

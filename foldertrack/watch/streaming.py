@@ -32,8 +32,9 @@ class HeartbeatStreamingEvents(GetStreamingEvents):
     """GetStreamingEvents that notes every envelope read, including the OK heartbeats without events, so a
     stalled stream (open but silent) can be told apart from a quiet one."""
 
-    def __init__(self, *args, on_envelope: Callable[[], None], **kwargs):
+    def __init__(self, *args, on_open: Callable[[], None], on_envelope: Callable[[], None], **kwargs):
         super().__init__(*args, **kwargs)
+        self._on_open = on_open
         self._on_envelope = on_envelope
 
     def _get_element_container(self, message, name=None):
@@ -42,8 +43,8 @@ class HeartbeatStreamingEvents(GetStreamingEvents):
 
     def _get_response(self, payload, api_version):
         response = super()._get_response(payload, api_version)
-        if response.status_code == 200:  # the server accepted the stream: connected before any chunk
-            self._on_envelope()
+        if response.status_code == 200:  # the server accepted the stream, before any chunk arrives
+            self._on_open()
         return response
 
 
@@ -86,6 +87,7 @@ class StreamGroup:
         self.failures = 0
         self.last_envelope = time.monotonic()
         self.connected = False
+        self._proven = False  # this connection has delivered at least one envelope
 
     # -- membership (called from workers) ------------------------------------------------------------------
 
@@ -152,7 +154,7 @@ class StreamGroup:
                 continue
             anchor = next(iter(subs.values())).mailbox
             account = self._connector.account(anchor)
-            service = HeartbeatStreamingEvents(account=account, on_envelope=self._heartbeat)
+            service = HeartbeatStreamingEvents(account=account, on_open=self._opened, on_envelope=self._heartbeat)
             with self._lock:
                 self._service = service
             self.last_envelope = time.monotonic()
@@ -160,13 +162,9 @@ class StreamGroup:
                 for notification in service.call(
                     subscription_ids=list(subs), connection_timeout=self._timeout
                 ):
-                    if not self.connected:
-                        self._mark_connected(subs)
                     sub = subs.get(notification.subscription_id)
                     if sub is not None:
                         self._on_notification(sub.mailbox, notification)
-                if not self.connected:
-                    self._mark_connected(subs)
                 # ConnectionStatus Closed (or we were asked to re-issue): normal, go round again at once
             except RESUBSCRIBE_ERRORS as exc:
                 lost = _subscription_ids_in(str(exc), subs) or list(subs)
@@ -207,17 +205,21 @@ class StreamGroup:
                 with contextlib.suppress(Exception):  # already closed
                     service.stop_streaming()
 
-    def _mark_connected(self, subs: dict[str, Subscription]) -> None:
+    def _opened(self) -> None:
+        """The server accepted the stream. A healthy group reports its mailboxes connected now; one that has
+        been failing waits for the first envelope, so a stream that opens and then stalls counts as failed."""
+        self.last_envelope = time.monotonic()
         self.connected = True
-        self.failures = 0
-        self._on_connected(sorted({s.mailbox for s in subs.values()}))
+        self._proven = False
+        if self.failures == 0:
+            self._on_connected(self.mailboxes())
 
     def _heartbeat(self) -> None:
         self.last_envelope = time.monotonic()
-        if not self.connected:
-            with self._lock:
-                subs = dict(self._subs)
-            self._mark_connected(subs)
+        if not self._proven:
+            self._proven = True
+            self.failures = 0
+            self._on_connected(self.mailboxes())
 
     def _is_stopping(self) -> bool:
         with self._lock:
