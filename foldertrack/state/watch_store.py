@@ -19,6 +19,7 @@ from foldertrack.state.schema import (
     conflicts,
     dead_letters,
     ledger,
+    rule_issues,
     subscription_health,
     tracked_folders,
 )
@@ -389,6 +390,19 @@ def set_health(engine: Engine, mailbox: str, *, instance: str | None = None, **v
             conn.execute(insert(subscription_health).values(mailbox=mailbox, instance=instance, **values))
 
 
+def write_health(engine: Engine, rows: dict[str, dict], *, instance: str | None = None) -> None:
+    """Upsert several mailboxes' health rows in one transaction (the watcher's timer, every tick)."""
+    now = utcnow()
+    with writing(engine) as conn:
+        for mailbox, values in rows.items():
+            values = {**values, "updated_at": now, "instance": instance}
+            result = conn.execute(
+                update(subscription_health).where(subscription_health.c.mailbox == mailbox).values(**values)
+            )
+            if result.rowcount == 0:
+                conn.execute(insert(subscription_health).values(mailbox=mailbox, **values))
+
+
 def set_health_many(engine: Engine, mailboxes: Iterable[str], **values) -> None:
     mailboxes = list(mailboxes)
     if not mailboxes:
@@ -400,6 +414,47 @@ def set_health_many(engine: Engine, mailboxes: Iterable[str], **values) -> None:
             .where(and_(subscription_health.c.mailbox.in_(mailboxes)))
             .values(**values)
         )
+
+
+# -- rule issues (drift) -------------------------------------------------------------------------------------
+
+
+def replace_rule_issues(conn: Connection, mailbox: str, issues: Iterable[object]) -> None:
+    """Make the mailbox's ``rule_issues`` rows exactly ``issues`` (``foldertrack.targets.RuleIssue``: kind,
+    rule_source, path, message). Called on every resolve, in the transaction that applies its folder plan;
+    an issue that persists keeps its row, so ``seen_at`` says since when it is there."""
+    wanted: dict[tuple[str, str, str, str], None] = {}
+    for issue in issues:
+        key = (
+            str(getattr(issue, "rule_source", ""))[:400],
+            str(getattr(issue, "kind", "")),
+            str(getattr(issue, "path", "")),
+            str(getattr(issue, "message", "")),
+        )
+        wanted[key] = None
+    existing = {
+        (r.rule_source, r.kind, r.path, r.message): r.id
+        for r in conn.execute(select(rule_issues).where(rule_issues.c.mailbox == mailbox))
+    }
+    stale = [row_id for key, row_id in existing.items() if key not in wanted]
+    if stale:
+        conn.execute(delete(rule_issues).where(rule_issues.c.id.in_(stale)))
+    now = utcnow()
+    rows = [
+        dict(mailbox=mailbox, rule_source=source, kind=kind, path=path, message=message, seen_at=now)
+        for source, kind, path, message in wanted
+        if (source, kind, path, message) not in existing
+    ]
+    if rows:
+        conn.execute(insert(rule_issues), rows)
+
+
+def rule_issue_rows(conn: Connection, mailbox: str | None = None) -> list[Row]:
+    """The stored rule issues (of one mailbox, or all), oldest first."""
+    query = select(rule_issues).order_by(rule_issues.c.mailbox, rule_issues.c.id)
+    if mailbox is not None:
+        query = query.where(rule_issues.c.mailbox == mailbox)
+    return list(conn.execute(query))
 
 
 def request_replay(conn: Connection, ids: Iterable[int] | None = None) -> int:

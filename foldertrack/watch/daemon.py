@@ -555,22 +555,33 @@ class Watcher:
                 group.kill_stream()
 
     def _flush_health(self, states: list[MailboxState]) -> None:
-        """Write each mailbox's mode, last error and last event time to its health row when they changed.
+        """Write each mailbox's mode, last error, last event time and backlog to its health row when they
+        changed, all in one transaction.
 
         Only the timer writes health: stream readers and workers change memory, so a slow or locked
         database never holds up a stream."""
+        backlog = self.dispatcher.backlog()
+        changed: dict[str, dict] = {}
+        snapshots: dict[str, tuple] = {}
         for state in states:
-            values = state.health()
+            values = {**state.health(), "backlog": backlog.get(state.mailbox, 0)}
             snapshot = tuple(values.values())
             if snapshot == state.health_written:
                 continue
             if values["last_event_at"] is None:
                 del values["last_event_at"]
-            try:
-                store.set_health(self.engine, state.mailbox, instance=self.options.instance, **values)
-                state.health_written = snapshot
-            except Exception as exc:  # health is advisory; retried on the next tick
-                log.debug("health update failed: %s", describe(exc))
+            changed[state.mailbox] = values
+            snapshots[state.mailbox] = snapshot
+        if not changed:
+            return
+        try:
+            store.write_health(self.engine, changed, instance=self.options.instance)
+        except Exception as exc:  # health is advisory; retried on the next tick
+            log.debug("health update failed: %s", describe(exc))
+            return
+        for state in states:
+            if state.mailbox in snapshots:
+                state.health_written = snapshots[state.mailbox]
 
     # -- introspection ---------------------------------------------------------------------------------------
 
