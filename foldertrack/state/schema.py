@@ -1,6 +1,6 @@
 """The state store's tables, as SQLAlchemy Core: one ``metadata`` for the watcher's state and the SQL sink.
 
-The initial Alembic migration creates exactly these tables; a test compares the two, so a change here needs
+The Alembic migrations build exactly these tables; a test compares the two, so a change here needs
 a new migration. All times are aware UTC (:class:`UtcDateTime`). Enumerations are plain strings guarded by
 CHECK constraints, so adding a value is a small migration rather than a type change.
 
@@ -164,7 +164,34 @@ subscription_health = Table(
     Column("last_error", Text, nullable=True),
     Column("consecutive_failures", Integer, nullable=False, default=0),
     _updated(),
+    # queued or running catch-ups of the mailbox, written by the watcher's timer (0002)
+    Column("backlog", Integer, nullable=False, default=0, server_default="0"),
     _one_of("mode", "starting", "streaming", "polling", "error", "stopped"),
+)
+
+#: what ``RuleIssue.kind`` may be (foldertrack.targets)
+RULE_ISSUE_KINDS: tuple[str, ...] = (
+    "stale_path",
+    "folder_deleted",
+    "folder_not_found",
+    "no_match",
+    "record_not_found",
+)
+
+rule_issues = Table(
+    "rule_issues",
+    metadata,
+    # a rule's drift or breakage found when the watcher last resolved the mailbox's folders; the mailbox's
+    # rows are replaced on every resolve, so the table always shows the current problems (0002)
+    Column("id", Integer, primary_key=True),
+    Column("mailbox", String(MAILBOX_LEN), nullable=False),
+    Column("rule_source", String(NAME_LEN), nullable=False),  # "file:line"
+    Column("kind", String(32), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False, default=utcnow),
+    Index(None, "mailbox"),
+    _one_of("kind", *RULE_ISSUE_KINDS),
 )
 
 mailbox_leases = Table(

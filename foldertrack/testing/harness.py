@@ -19,6 +19,7 @@ from foldertrack.sinks.sql import SqlActivitySink
 from foldertrack.state.database import open_database, upgrade_database
 from foldertrack.state.schema import activities, activity_parties
 from foldertrack.watch.daemon import Watcher, WatchOptions
+from foldertrack.watch.observer import WatchObserver
 
 SERVICE_ACCOUNT = "svc-foldertrack@example.com"
 SERVICE_PASSWORD = "service-secret-pw"
@@ -70,7 +71,15 @@ class Harness:
         path.write_text(csv_text, encoding="utf-8")
         RecordDirectory(self.engine).import_csv(path)
 
-    def start_watcher(self, **overrides: Any) -> Watcher:
+    def start_watcher(
+        self,
+        *,
+        observer: WatchObserver | None = None,
+        sink: Any = None,
+        ready_timeout: float = 20.0,
+        **overrides: Any,
+    ) -> Watcher:
+        """Start a watcher with the harness's options (``overrides`` win); wait until it is ready."""
         options = WatchOptions(rules_dir=self.rules_dir, **{**self.options, **overrides})
         settings = ExchangeSettings(
             endpoint=self.sim.url,
@@ -81,9 +90,11 @@ class Harness:
             version="Exchange2016",
         )
         connector = ExchangeConnector(settings, max_connections=options.workers + 8)
-        self.watcher = Watcher(options, self.engine, connector, SqlActivitySink(self.engine))
+        self.watcher = Watcher(
+            options, self.engine, connector, sink or SqlActivitySink(self.engine), observer=observer
+        )
         self.watcher.start()
-        if not self.watcher.ready.wait(20):
+        if not self.watcher.ready.wait(ready_timeout):
             raise TimeoutError("watcher did not become ready")
         return self.watcher
 

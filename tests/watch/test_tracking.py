@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from foldertrack.simulator import MailSpec
 from tests.watch.conftest import ALICE, BOB
 
@@ -131,6 +133,7 @@ def test_old_mail_moved_back_in_is_tracked_again(harness):
     )
     mb = harness.sim.mailbox(ALICE)
     old = harness.sim.deliver(ALICE, _mail("old mail"), folder="Inbox/Leave-Untrack")
+    _backdate(harness, ALICE, old, datetime.now(UTC) - timedelta(minutes=5))  # clearly before the rule
     harness.start_watcher()
     harness.settle()
     assert harness.activity("old mail") is None  # backfill: false
@@ -140,8 +143,6 @@ def test_old_mail_moved_back_in_is_tracked_again(harness):
 
 
 def test_backfill_on_and_since(harness):
-    from datetime import UTC, datetime, timedelta
-
     rules = f"""
 mailboxes:
   - address: {ALICE}
