@@ -1,21 +1,136 @@
-"""Logging to stderr (journald picks it up) in one readable line per event, secrets never included."""
+"""Logging to stderr (journald picks it up), one line per event, secrets never included.
+
+Two formats: ``text`` (a readable line) and ``json`` (one JSON object per line for log shippers: ``time``
+ISO-8601 UTC, ``level``, ``logger``, ``message``, plus ``mailbox``/``folder`` when a record carries them
+as ``extra`` and ``exception`` when there is one). Whatever the format, every known secret value
+(:func:`register_secret`) is replaced by ``***`` before a line is written: the last line of defence
+behind :class:`~foldertrack.config.Secret`, which already keeps secrets out of ``repr`` and messages.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import sys
+import threading
+from datetime import UTC, datetime
+from typing import TextIO
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+FORMATS = ("text", "json")
+#: ``extra`` attributes copied into JSON lines when a record has them.
+CONTEXT_FIELDS = ("mailbox", "folder")
+MASK = "***"
+MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary text everywhere (and are no secret anyway)
 
 
-def setup_logging(level: str | int = "INFO") -> None:
+class SecretRedactor(logging.Filter):
+    """A handler filter that masks every registered secret in a record's message, exception and stack."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._secrets: tuple[str, ...] = ()
+
+    def add(self, value: str) -> None:
+        """Mask ``value`` in every line logged from now on (values under 4 characters are ignored)."""
+        if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
+            return
+        with self._lock:
+            if value not in self._secrets:
+                # longest first, so a secret that contains another is masked whole
+                self._secrets = tuple(sorted({*self._secrets, value}, key=len, reverse=True))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._secrets = ()
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if isinstance(value, str):
+                setattr(record, name, self.redact(value))
+        return True
+
+
+#: The process's redactor: logging is process-wide, so is the list of secrets it must never print.
+REDACTOR = SecretRedactor()
+
+
+def register_secret(value: str) -> None:
+    """Never log ``value`` (a password, client secret, token, Basic-auth header value) from now on."""
+    REDACTOR.add(value)
+
+
+def register_credentials(username: str | None, secret: str) -> None:
+    """Never log ``secret`` nor, with a ``username``, the ``Authorization: Basic`` value made of both
+    (exchangelib logs request headers at DEBUG)."""
+    register_secret(secret)
+    if username:
+        register_secret(base64.b64encode(f"{username}:{secret}".encode()).decode("ascii"))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; non-ASCII kept as is, newlines in messages escaped by JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value if isinstance(value, (str, int, float, bool)) else str(value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def make_formatter(fmt: str) -> logging.Formatter:
+    if fmt == "text":
+        return logging.Formatter(FORMAT)
+    if fmt == "json":
+        return JsonFormatter()
+    raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+
+
+def setup_logging(level: str | int = "INFO", fmt: str = "text", *, stream: TextIO | None = None) -> None:
+    """Send every log record to ``stream`` (stderr) as ``fmt`` (``text`` or ``json``), secrets masked."""
+    formatter = make_formatter(fmt)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(formatter)
+    handler.addFilter(REDACTOR)
     root.addHandler(handler)
-    root.setLevel(level)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
     # exchangelib logs request bodies at DEBUG (they carry the impersonation header, never the password);
     # keep its chatter out unless asked for
     for noisy in ("exchangelib", "urllib3", "watchdog", "requests_ntlm"):

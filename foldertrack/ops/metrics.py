@@ -1,0 +1,346 @@
+"""Prometheus metrics for a running watcher, served with ``/healthz`` on one local HTTP listener.
+
+Counters and histograms are fed by :class:`PrometheusObserver` (the watcher's observer hooks); gauges are
+read from the live watcher at scrape time by :class:`WatcherCollector`. Everything lives in the
+observer's own ``CollectorRegistry``, never prometheus-client's global one, so several watchers (tests)
+never share numbers. No metric is labelled by mailbox: a process may watch a thousand of them. Labels are
+``operation``, ``code``, ``mode`` and ``outcome`` only, each with a small set of values.
+
+Entry point for ``foldertrack run``: :func:`start_metrics` (``--metrics-address`` / ``metrics.address``).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import TCPServer, ThreadingMixIn
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from foldertrack.ops.health import health_problem
+from foldertrack.sync import SyncResult
+from foldertrack.watch.observer import WatchObserver
+
+if TYPE_CHECKING:
+    from foldertrack.watch.daemon import Watcher
+
+log = logging.getLogger(__name__)
+
+#: Modes a mailbox can be in (``MailboxState.mode``); each always has a ``foldertrack_mailboxes`` series.
+MODES = ("starting", "streaming", "polling", "error", "stopped")
+#: ``foldertrack_items_total`` outcomes, from :class:`~foldertrack.sync.SyncResult`; one per item change.
+ITEM_OUTCOMES = {
+    "tracked": "tracked",
+    "relinked": "relinked",
+    "untracked": "untracked",
+    "conflict": "conflicts",
+    "dead_lettered": "dead_lettered",
+}
+#: Move → activity latency: the quality bar is p99 ≤ 1 s streaming, ≤ poll interval + 1 s polling.
+LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
+SYNC_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class PrometheusObserver(WatchObserver):
+    """The watcher's hooks as Prometheus counters and histograms, in ``self.registry``.
+
+    Pass it to the watcher (``build_watcher(config, observer=PrometheusObserver())``), then serve it with
+    :func:`start_metrics`. Each hook is a few in-memory increments: no I/O, never raises.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.live: WatcherCollector | None = None  # the watcher's gauges, once metrics_registry() ran
+        r = self.registry
+        self.events = Counter(
+            "foldertrack_events_received",
+            "Notification events delivered by the streaming connections (each one only triggers a sync).",
+            registry=r,
+        )
+        self.syncs = Counter(
+            "foldertrack_syncs",
+            "Folder catch-up syncs: outcome=committed (ran to the end) or failed (retried later).",
+            ["outcome"],
+            registry=r,
+        )
+        self.items = Counter(
+            "foldertrack_items",
+            "Mail changes committed, by outcome: tracked (new activity), relinked (regarding moved to another"
+            " record), untracked (left a folder with on_leave: untrack), conflict (same Message-ID filed"
+            " elsewhere, other record kept), dead_lettered (gave up after max_attempts).",
+            ["outcome"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "foldertrack_errors",
+            "Failed work by operation (sync, hierarchy, subscribe, stream) and EWS response code"
+            " (ErrorServerBusy, ...) or exception class name.",
+            ["operation", "code"],
+            registry=r,
+        )
+        self.mode_changes = Counter(
+            "foldertrack_mode_changes",
+            "Mailboxes entering a mode (streaming, polling, error, stopped); polling means the stream failed.",
+            ["mode"],
+            registry=r,
+        )
+        self.sync_seconds = Histogram(
+            "foldertrack_sync_duration_seconds",
+            "Wall time of one committed folder catch-up (SyncFolderItems pages, GetItem, sink, commit).",
+            buckets=SYNC_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "foldertrack_activity_latency_seconds",
+            "Move -> activity latency: from the first trigger a sync served (notification, poll tick or"
+            " retry) to its committed activity. Observed once per tracked or relinked mail (an upper bound"
+            " for each: the sync's oldest trigger).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        for outcome in ("committed", "failed"):
+            self.syncs.labels(outcome)
+        for outcome in ITEM_OUTCOMES:
+            self.items.labels(outcome)
+
+    # -- WatchObserver ---------------------------------------------------------------------------------------
+
+    def events_received(self, mailbox: str, count: int) -> None:
+        self.events.inc(count)
+
+    def sync_finished(
+        self, mailbox: str, folder_path: str, seconds: float, result: SyncResult, trigger_age: float
+    ) -> None:
+        self.syncs.labels("committed").inc()
+        self.sync_seconds.observe(seconds)
+        for outcome, attr in ITEM_OUTCOMES.items():
+            count = getattr(result, attr)
+            if count:
+                self.items.labels(outcome).inc(count)
+        for _ in range(result.tracked + result.relinked):
+            self.latency.observe(trigger_age)
+
+    def error(self, mailbox: str, operation: str, code: str) -> None:
+        self.errors.labels(operation, code).inc()
+        if operation == "sync":
+            self.syncs.labels("failed").inc()
+
+    def mode_changed(self, mailbox: str, old: str, new: str) -> None:
+        self.mode_changes.labels(new).inc()
+
+
+class WatcherCollector(Collector):
+    """Gauges read from the live watcher at each scrape (in-memory, under the watcher's locks)."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+
+    def collect(self) -> Iterator[Metric]:
+        watcher = self.watcher
+        states = watcher.mailbox_states()
+        modes = GaugeMetricFamily(
+            "foldertrack_mailboxes",
+            "Watched mailboxes by mode (polling: its stream is failing).",
+            labels=["mode"],
+        )
+        counts = dict.fromkeys(MODES, 0)
+        for state in states:
+            counts[state.mode] = counts.get(state.mode, 0) + 1
+        for mode, count in counts.items():
+            modes.add_metric([mode], count)
+        yield modes
+        yield GaugeMetricFamily(
+            "foldertrack_tracked_folders",
+            "Folders being tracked (resolved from the rules).",
+            value=sum(len(state.targets) for state in states),
+        )
+        yield GaugeMetricFamily(
+            "foldertrack_backlog",
+            "Pieces of work (folder syncs, folder tree reads, subscriptions) queued or running.",
+            value=sum(watcher.dispatcher.backlog().values()),
+        )
+        groups = watcher.stream_groups()
+        yield GaugeMetricFamily(
+            "foldertrack_streams",
+            "Streaming connections (GetStreamingEvents) carrying subscriptions.",
+            value=sum(1 for group in groups if group.size()),
+        )
+        yield GaugeMetricFamily(
+            "foldertrack_streams_connected",
+            "Streaming connections currently open and reading.",
+            value=sum(1 for group in groups if group.size() and group.connected),
+        )
+        yield GaugeMetricFamily(
+            "foldertrack_ready",
+            "1 once every mailbox is subscribed or polling (what READY=1 tells systemd), else 0.",
+            value=1 if watcher.ready.is_set() else 0,
+        )
+
+
+def metrics_registry(watcher: Watcher) -> CollectorRegistry:
+    """The registry to serve for ``watcher``: its PrometheusObserver's, plus the live gauges.
+
+    A watcher built without a PrometheusObserver gets one now; it counts from this moment on, so call this
+    (or :func:`start_metrics`) before ``watcher.start()``.
+    """
+    observer = watcher.observer
+    if not isinstance(observer, PrometheusObserver):
+        observer = PrometheusObserver()
+        watcher.observer = observer
+    if observer.live is None:  # once: a second server for the same watcher must not double the gauges
+        observer.live = WatcherCollector(watcher)
+        observer.registry.register(observer.live)
+    return observer.registry
+
+
+# --------------------------------------------------------------------------- the HTTP listener
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    """One thread per request; ``server_close()`` joins them (they are not daemons) so ``stop()`` is clean."""
+
+    daemon_threads = False
+    block_on_close = True
+    allow_reuse_address = True
+
+    def server_bind(self) -> None:
+        """As HTTPServer's, without its reverse DNS lookup of the bound address (slow where DNS is)."""
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+        self.setup_environ()
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    timeout = 10.0  # a client that connects and says nothing cannot hold stop() up for long
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("metrics listener: %s - %s", self.address_string(), format % args)
+
+
+StartResponse = Callable[..., Any]
+
+
+def make_app(
+    watcher: Watcher, registry: CollectorRegistry
+) -> Callable[[dict, StartResponse], Iterable[bytes]]:
+    """The WSGI app: ``/metrics`` (Prometheus text format), ``/healthz`` (200 ok / 503 reason)."""
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
+        if path == "/healthz":
+            try:
+                problem = health_problem(watcher)
+            except Exception as exc:  # the check itself failing is a reason too
+                problem = f"health check failed: {type(exc).__name__}"
+            status = "200 OK" if problem is None else "503 Service Unavailable"
+            body = ("ok" if problem is None else problem).encode() + b"\n"
+            start_response(
+                status, [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")]
+            )
+            return [body]
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"foldertrack: /metrics, /healthz\n"]
+
+    return app
+
+
+class MetricsServer:
+    """``/metrics`` and ``/healthz`` of one watcher on ``host:port`` (port 0 picks a free one).
+
+    ``start()`` binds (OSError if it cannot) and serves from one thread; ``stop()`` shuts the listener down
+    and joins its threads.
+    """
+
+    def __init__(self, host: str, port: int, watcher: Watcher, registry: CollectorRegistry | None = None):
+        self.host = host
+        self.port = port
+        self.watcher = watcher
+        self.registry = registry if registry is not None else metrics_registry(watcher)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> MetricsServer:
+        if self._server is not None:
+            return self
+        server_class = _Server6 if ":" in self.host else _Server
+        self._server = make_server(
+            self.host,
+            self.port,
+            make_app(self.watcher, self.registry),
+            server_class=server_class,
+            handler_class=_QuietHandler,
+        )
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="foldertrack-metrics",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info("metrics on %s/metrics, health on %s/healthz", self.url, self.url)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> MetricsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` or ``"[::1]:9464"`` → (host, port); as ``metrics.address`` is validated."""
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f'metrics address must be HOST:PORT like "127.0.0.1:9464", not {address!r}')
+    return host, int(port)
+
+
+def start_metrics(address: str, watcher: Watcher) -> MetricsServer:
+    """Serve ``watcher``'s metrics and health on ``address`` (HOST:PORT); returns the started server.
+
+    Call it before ``watcher.start()`` (counters start when the observer is attached) and ``stop()`` it
+    after ``watcher.stop()``.
+    """
+    host, port = parse_address(address)
+    return MetricsServer(host, port, watcher).start()
+
+
+__all__ = [
+    "MetricsServer",
+    "PrometheusObserver",
+    "WatcherCollector",
+    "make_app",
+    "metrics_registry",
+    "parse_address",
+    "start_metrics",
+]
