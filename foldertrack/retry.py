@@ -10,6 +10,10 @@ from __future__ import annotations
 import requests
 import tenacity
 from exchangelib.errors import (
+    ErrorADUnavailable,
+    ErrorConnectionFailed,
+    ErrorInternalServerError,
+    ResponseMessageError,
     ErrorExpiredSubscription,
     ErrorInternalServerTransientError,
     ErrorInvalidSubscription,
@@ -56,10 +60,29 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+#: EWS response codes that say "try again later". Every other response code (ErrorNonExistentMailbox,
+#: ErrorImpersonateUserDenied, ErrorAccessDenied…) needs someone to change something first. exchangelib
+#: derives all of them from TransportError, so they must be told apart by code, not by that base class.
+TRANSIENT_RESPONSE_ERRORS: tuple[type[Exception], ...] = (
+    ErrorServerBusy,
+    ErrorInternalServerTransientError,
+    ErrorInternalServerError,
+    ErrorMailboxMoveInProgress,
+    ErrorMailboxStoreUnavailable,
+    ErrorTimeoutExpired,
+    ErrorTooManyObjectsOpened,
+    ErrorConnectionFailed,
+    ErrorADUnavailable,
+    *RESUBSCRIBE_ERRORS,
+)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when the same work may succeed later without anyone changing anything."""
     if isinstance(exc, UnauthorizedError):
         return False
+    if isinstance(exc, ResponseMessageError):
+        return isinstance(exc, TRANSIENT_RESPONSE_ERRORS)
     return isinstance(exc, TRANSIENT_ERRORS) or _is_database_outage(exc)
 
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from foldertrack.config import Config
 from foldertrack.exchange.connection import ExchangeConnector, ExchangeSettings
+from foldertrack.ops.logs import register_credentials
 from foldertrack.sinks.registry import load_sink
 from foldertrack.state.database import open_database
 from foldertrack.watch.daemon import Watcher, WatchOptions
@@ -20,6 +21,7 @@ def exchange_settings(config: Config) -> ExchangeSettings:
     exchange = config.exchange
     exchange.require_connectable()
     secret = exchange.require_client_secret() if exchange.auth == "oauth2" else exchange.require_password()
+    register_credentials(exchange.username, secret.reveal())  # never logged, even at DEBUG
     return ExchangeSettings(
         endpoint=exchange.endpoint or "",
         auth=exchange.auth,

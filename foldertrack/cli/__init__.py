@@ -8,9 +8,7 @@ code; an unexpected exception is one line too, with the traceback only under ``-
 from __future__ import annotations
 
 import importlib
-import logging
 import os
-import sys
 from typing import Any
 
 import click
@@ -85,7 +83,9 @@ def main(ctx: click.Context, debug: bool) -> None:
     """Track Exchange mails into a CRM by moving them into folders."""
     ctx.meta["foldertrack.debug"] = debug
     if debug:
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+        from foldertrack.ops.logs import setup_logging  # masks registered secrets, quiets exchangelib
+
+        setup_logging("DEBUG")
 
 
 def env_flag(name: str) -> bool:

@@ -195,19 +195,49 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
     help="Sync work queued or running with none finished for this long counts as stuck: watchdog "
     "pings stop, so systemd restarts the service (0s: never).",
 )
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="json: one JSON object per line, for log shippers.",
+)
+@click.option(
+    "--metrics-address",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve Prometheus /metrics and /healthz here (overrides metrics.address; e.g. 127.0.0.1:9464).",
+)
 @click.pass_context
-def run(ctx: click.Context, config_path: str | None, log_level: str, stall_timeout: float) -> None:
+def run(
+    ctx: click.Context,
+    config_path: str | None,
+    log_level: str,
+    stall_timeout: float,
+    log_format: str,
+    metrics_address: str | None,
+) -> None:
     """Watch the mailboxes named in the rules and track mails moved into their folders.
 
     SIGTERM or SIGINT stop it cleanly; SIGHUP reloads the rules. Under systemd (Type=notify) it reports
     readiness, status, reloads and watchdog pings through $NOTIFY_SOCKET.
     """
-    setup_logging("DEBUG" if ctx.meta.get("foldertrack.debug") else log_level.upper())
+    setup_logging("DEBUG" if ctx.meta.get("foldertrack.debug") else log_level.upper(), log_format)
     # systemd's watchdog kills with SIGABRT: leave every thread's stack in the journal to show the wedge
     with contextlib.suppress(OSError, ValueError):  # stderr without a file descriptor (CliRunner)
         faulthandler.enable(all_threads=True)
     config = load_config(config_path)
     watcher = build_watcher(config)
+    address = metrics_address or config.metrics.address
+    metrics = None
+    if address:
+        from foldertrack.ops.metrics import start_metrics
+
+        try:
+            metrics = start_metrics(address, watcher)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"metrics address {address}: {exc}") from exc
+        log.info("metrics and health on %s", metrics.url)
     supervisor = Supervisor(watcher, Notifier(), stall_timeout=stall_timeout)
 
     def on_stop(signum, _frame):
@@ -224,6 +254,10 @@ def run(ctx: click.Context, config_path: str | None, log_level: str, stall_timeo
         config.database.display_url,
         f", stall timeout {format_duration(stall_timeout)}" if stall_timeout else "",
     )
-    exit_code = supervisor.run()
+    try:
+        exit_code = supervisor.run()
+    finally:
+        if metrics is not None:
+            metrics.stop()
     log.info("stopped")
     ctx.exit(exit_code)

@@ -26,7 +26,7 @@ def health_problem(watcher: Watcher) -> str | None:
     if not watcher.ready.is_set():
         waiting = [s for s in states if not _started(s)]
         return f"starting: {_describe(waiting, len(states))} not subscribed or polling yet"
-    if states and all(s.mode == "error" for s in states):
+    if states and all(s.health()["mode"] == "error" for s in states):
         return f"every mailbox is in error: {_describe(states, len(states))}"
     return None
 

@@ -37,7 +37,8 @@ class Harness:
         self.rules_dir.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url or f"sqlite:///{self.workdir / 'foldertrack.db'}"
         self._own_sim = simulator is None
-        self.sim = simulator or Simulator(host="127.0.0.1", port=0)
+        # keep-alives every second: well inside the 5 s stall timeout of options_for_tests()
+        self.sim = simulator or Simulator(host="127.0.0.1", port=0, heartbeat=1.0)
         self.options = options
         self.watcher: Watcher | None = None
         self.engine = None

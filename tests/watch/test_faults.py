@@ -184,3 +184,22 @@ def test_all_faults_at_once(chaos):
     faults.clear()
     user.assert_exactly_once(timeout=40)
     _back_to_streaming(chaos)
+
+
+def test_a_mailbox_that_does_not_exist_does_not_hold_the_others_back(tmp_path):
+    with Harness(tmp_path, **options_for_tests()) as h:
+        h.import_records(RECORDS)
+        h.add_mailbox(ALICE).create_folder("Inbox/Customers/Contoso")
+        h.write_rules(RULES.replace(f"[{ALICE}, {BOB}]", f"[{ALICE}, ghost@example.com]"))
+        h.start_watcher()  # ready although one mailbox can never be resolved
+        item = h.sim.deliver(ALICE, MailSpec(subject="still tracked", sender="dana@contoso.com", to=[ALICE]))
+        h.sim.mailbox(ALICE).move_item(item, "Inbox/Customers/Contoso")
+        h.wait_tracked("still tracked", regarding_id="acc-contoso")
+        h.wait_for(lambda: _modes(h).get("ghost@example.com") == "error", 10, "the ghost mailbox in error")
+        with h.engine.connect() as conn:
+            error = conn.execute(
+                select(subscription_health.c.last_error).where(
+                    subscription_health.c.mailbox == "ghost@example.com"
+                )
+            ).scalar_one()
+        assert error.startswith("ErrorNonExistentMailbox")

@@ -1,0 +1,77 @@
+"""``foldertrack run --metrics-address … --log-format json`` as operators start it: a child process whose
+JSON log lines parse, whose ``/metrics`` counts what it tracked and whose ``/healthz`` says it is healthy."""
+
+from __future__ import annotations
+
+import json
+
+import requests
+
+from foldertrack.simulator import MailSpec
+from foldertrack.state.database import upgrade_database
+from foldertrack.testing.harness import SERVICE_ACCOUNT, SERVICE_PASSWORD, USER_PASSWORD, wait_until
+from foldertrack.testing.process import WatcherProcess, write_config
+
+MAILBOX = "alice@example.com"
+RULES = f"""
+mailboxes:
+  - address: {MAILBOX}
+    folders:
+      Inbox/Tracked:
+        record: null
+"""
+
+
+def _json_lines(process: WatcherProcess) -> list[dict]:
+    return [json.loads(line) for line in process.log().splitlines() if line.strip()]
+
+
+def test_run_serves_metrics_and_health_and_logs_json(simulator_factory, tmp_path):
+    sim = simulator_factory(heartbeat=1.0)
+    sim.add_service_account(SERVICE_ACCOUNT, password=SERVICE_PASSWORD, impersonation=True)
+    sim.add_mailbox(MAILBOX, password=USER_PASSWORD)
+    sim.mailbox(MAILBOX).create_folder("Inbox/Tracked")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rules.yaml").write_text(RULES, encoding="utf-8")
+    database_url = f"sqlite:///{tmp_path / 'foldertrack.db'}"
+    upgrade_database(database_url)
+    config = write_config(
+        tmp_path / "foldertrack.toml",
+        endpoint=sim.url,
+        database_url=database_url,
+        rules_dir=tmp_path / "rules",
+    )
+    process = WatcherProcess(config, tmp_path / "run.log")
+    process.start("--log-format", "json", "--metrics-address", "127.0.0.1:0")
+    try:
+        url = wait_until(
+            lambda: next(
+                (
+                    line["message"].rsplit(" ", 1)[-1]
+                    for line in _json_lines(process)
+                    if line["message"].startswith("metrics and health on ")
+                ),
+                None,
+            ),
+            20,
+            "the metrics listener's address in the log",
+        )
+        wait_until(lambda: requests.get(f"{url}/healthz", timeout=5).status_code == 200, 20, "healthy")
+        item = sim.deliver(MAILBOX, MailSpec(subject="counted", sender="dana@contoso.com", to=[MAILBOX]))
+        sim.mailbox(MAILBOX).move_item(item, "Inbox/Tracked")
+
+        def tracked_count() -> float:
+            text = requests.get(f"{url}/metrics", timeout=5).text
+            for line in text.splitlines():
+                if line.startswith("foldertrack_items_total") and 'outcome="tracked"' in line:
+                    return float(line.rsplit(" ", 1)[-1])
+            return 0.0
+
+        wait_until(lambda: tracked_count() == 1.0, 20, "the tracked counter at 1")
+        assert process.terminate() == 0
+    finally:
+        process.close()
+    lines = _json_lines(process)
+    assert {"time", "level", "logger", "message"} <= set(lines[0])
+    assert any("tracked" in line["message"] and "counted" in line["message"] for line in lines)
+    assert lines[-1]["message"] == "stopped"
