@@ -15,6 +15,7 @@ from foldertrack.ops.metrics import MetricsServer, PrometheusObserver, parse_add
 from foldertrack.simulator import MailSpec
 from foldertrack.sync import SyncResult
 from foldertrack.testing.harness import Harness, options_for_tests, wait_until
+from foldertrack.watch.mailbox import MailboxState
 
 ALICE = "alice@example.com"
 RECORDS = """type,id,name,number,emails
@@ -161,7 +162,7 @@ def test_healthz_turns_503_with_the_reason_when_a_worker_thread_dies(harness, mo
 
 def _watcher_stub(*, ready=True, problem=None, modes=("streaming",)):
     states = [
-        SimpleNamespace(
+        MailboxState(
             mailbox=f"m{i}@example.com",
             mode=mode,
             resolved=mode != "starting",
