@@ -12,9 +12,8 @@ import tenacity
 from exchangelib.errors import (
     ErrorADUnavailable,
     ErrorConnectionFailed,
-    ErrorInternalServerError,
-    ResponseMessageError,
     ErrorExpiredSubscription,
+    ErrorInternalServerError,
     ErrorInternalServerTransientError,
     ErrorInvalidSubscription,
     ErrorMailboxMoveInProgress,
@@ -26,6 +25,7 @@ from exchangelib.errors import (
     ErrorTimeoutExpired,
     ErrorTooManyObjectsOpened,
     RateLimitError,
+    ResponseMessageError,
     TransportError,
     UnauthorizedError,
 )

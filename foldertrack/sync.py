@@ -223,7 +223,9 @@ def _backfill_cutoff(target: Target, row) -> datetime | None:
         return datetime.now(UTC) - since
     if not getattr(rule, "backfill", True):
         created = row.created_at
-        return created if created.tzinfo else created.replace(tzinfo=UTC)
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)
+        # EWS gives DateTimeReceived in whole seconds: a mail received in the second the rule appeared is new
+        return created.replace(microsecond=0)
     return None
 
 

@@ -2,7 +2,7 @@
 
 Pure: the same rules, tree, pins and record directory give the same targets. Folder rules are pinned to
 the folder id they first resolved to, so a renamed or moved folder stays tracked (and is reported as a
-stale path); a pinned folder that is gone is reported as deleted.
+stale path); a pinned folder that is gone, or was moved into Deleted Items, is reported as deleted.
 """
 
 from __future__ import annotations
@@ -108,17 +108,21 @@ def resolve_targets(
                 inherited.append(target)
             continue
         folder_id = pins.get(rule.path)
-        if folder_id is not None and folder_id not in tree.nodes:
-            issues.append(
-                RuleIssue(
-                    mailbox,
-                    source,
-                    rule.path,
-                    "folder_deleted",
-                    f"folder {rule.path!r} was deleted; its activities are kept",
+        gone = _gone(tree, rule, folder_id)
+        if gone is not None:
+            # a folder created at the rule's path since is the rule's folder now; else the rule is broken
+            folder_id = tree.find(rule.segments)
+            if folder_id is None:
+                issues.append(
+                    RuleIssue(
+                        mailbox,
+                        source,
+                        rule.path,
+                        "folder_deleted",
+                        f"folder {rule.path!r} was deleted{gone}: the rule is broken (its activities are kept)",
+                    )
                 )
-            )
-            continue
+                continue
         if folder_id is None:
             folder_id = tree.find(rule.segments)
         if folder_id is None:
@@ -171,6 +175,29 @@ def resolve_targets(
                     "subfolder",
                 )
     return sorted(targets.values(), key=lambda t: t.path.casefold()), issues
+
+
+def anchors(rules: Iterable[object], tree: FolderTree, issues: Iterable[RuleIssue]) -> set[str]:
+    """Folders to subscribe to so that a broken rule heals by itself: for each rule whose folder (or pattern
+    parent) does not exist or was deleted, the deepest folder of its path that exists. Creating, restoring
+    or moving a folder there names that folder in an event, which makes the watcher resolve again."""
+    broken = {(i.rule_source, i.path) for i in issues if i.kind in ("folder_not_found", "folder_deleted")}
+    return {
+        tree.nearest(rule.segments) for rule in rules if (f"{rule.source}:{rule.line}", rule.path) in broken
+    }
+
+
+def _gone(tree: FolderTree, rule, folder_id: str | None) -> str | None:
+    """Why the pinned folder no longer serves the rule (``""``: deleted; ``" (moved to …)"``: in Deleted
+    Items), or None when it does (or nothing is pinned)."""
+    if folder_id is None:
+        return None
+    if folder_id not in tree.nodes:
+        return ""
+    current = tree.path_of(folder_id) or rule.path
+    if current.casefold() != rule.path.casefold() and tree.in_trash(folder_id):
+        return f" (moved to {current!r})"
+    return None
 
 
 _MISSING = RecordRef("account", "__missing__")

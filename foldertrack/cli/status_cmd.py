@@ -1,24 +1,24 @@
-"""``foldertrack status``: each mailbox and folder, mode, times, counts, dead letters and drift."""
+"""``foldertrack status``: each mailbox and folder, mode, times, counts, backlog, dead letters and drift."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from pathlib import PurePath
+from typing import Any
 
 import click
 
-from foldertrack.cli.common import config_option
-from foldertrack.config import load_config
+from foldertrack.cli.db_options import database_options, open_command_database
 from foldertrack.ops.status import collect_status
-from foldertrack.state.database import open_database
 
 
 @click.command()
-@config_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(config_path: str | None, as_json: bool) -> None:
+@database_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable keys).")
+def status(config_path: str | None, database_url: str | None, as_json: bool) -> None:
     """Show what the watcher is doing (read from the state database; works while it runs or not)."""
-    config = load_config(config_path)
-    engine = open_database(config.database.url)
+    engine = open_command_database(config_path, database_url)
     try:
         report = collect_status(engine)
     finally:
@@ -26,34 +26,89 @@ def status(config_path: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
+    for line in render_text(report, now=datetime.now(UTC)):
+        click.echo(line)
+
+
+def render_text(report: dict[str, Any], now: datetime) -> list[str]:
+    """The report as readable lines: a summary, then one block (settings and a folder table) per mailbox."""
     totals = report["totals"]
     modes = ", ".join(f"{n} {mode}" for mode, n in sorted(totals["modes"].items())) or "none"
-    click.echo(
-        f"{totals['mailboxes']} mailbox(es), {totals['folders']} folder(s); {modes}; "
-        f"{totals['tracked']} tracked; {totals['dead_letters']} dead letter(s)"
-    )
+    lines = [
+        f"{totals['mailboxes']} mailbox(es), {totals['folders']} folder(s): {modes}; "
+        f"{totals['tracked']} tracked, backlog {totals['backlog']}, "
+        f"{totals['dead_letters']} dead letter(s), {totals['warnings']} warning(s)"
+    ]
     for box in report["mailboxes"]:
-        click.echo("")
-        click.echo(
-            f"{box['mailbox']}  mode={box['mode']}  tracked={box['tracked']}  "
-            f"last event={box.get('last_event_at') or '-'}  last sync={box.get('last_sync_at') or '-'}"
+        lines += ["", box["mailbox"]]
+        lines += _fields(
+            [
+                ("mode", box["mode"] + (f" (instance {box['instance']})" if box.get("instance") else "")),
+                ("last event", _when(box["last_event_at"], now)),
+                ("last sync", _when(box["last_sync_at"], now)),
+                (
+                    "tracked",
+                    f"{box['tracked']}   backlog {box['backlog']}   dead letters {box['dead_letters']}"
+                    f"   retrying {box['retrying']}",
+                ),
+            ]
+            + ([("last error", box["last_error"])] if box.get("last_error") else [])
         )
-        if box.get("last_error"):
-            click.echo(f"  last error: {box['last_error']}")
-        for folder in box["folders"]:
-            click.echo(
-                f"  {folder['path']:<40} {folder['status']:<10} tracked={folder['tracked']:<6} "
-                f"rule={folder['rule']}"
-            )
+        if box["folders"]:
+            rows = [
+                (f["path"], f["status"], str(f["tracked"]), _when(f["last_sync_at"], now), _short(f["rule"]))
+                for f in box["folders"]
+            ]
+            lines += _table(("FOLDER", "STATUS", "TRACKED", "LAST SYNC", "RULE"), rows, right={2})
         for warning in box["warnings"]:
-            click.echo(f"  warning: {warning}")
-        if box["dead_letters"] or box["retrying"]:
-            click.echo(f"  dead letters: {box['dead_letters']}, retrying: {box['retrying']}")
+            lines.append(f"  warning: {_short(warning['rule'])}: {warning['message']} [{warning['kind']}]")
     if report["dead_letters"]:
-        click.echo("")
-        click.echo("dead letters (replay with `foldertrack retry`):")
+        lines += ["", "dead letters (replay with `foldertrack retry`):"]
         for d in report["dead_letters"]:
-            click.echo(
+            lines.append(
                 f"  #{d['id']} {d['mailbox']} {d['subject'] or '(no subject)'}: {d['error']} "
                 f"({d['attempts']} attempts)"
             )
+    return lines
+
+
+def _short(rule: str) -> str:
+    """``/etc/foldertrack/rules/sales.yaml:12`` → ``sales.yaml:12`` (``--json`` keeps the whole path)."""
+    return PurePath(rule).name or rule
+
+
+def _fields(pairs: list[tuple[str, str]]) -> list[str]:
+    width = max(len(name) for name, _ in pairs)
+    return [f"  {name:<{width}}  {value}" for name, value in pairs]
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        parts = [
+            f"{cell:>{widths[i]}}" if i in right else f"{cell:<{widths[i]}}" for i, cell in enumerate(cells)
+        ]
+        return ("  " + "  ".join(parts)).rstrip()
+
+    return [line(header)] + [line(r) for r in rows]
+
+
+def _when(iso: str | None, now: datetime) -> str:
+    """``2026-11-22 04:19:49Z (12s ago)``, or ``-``."""
+    if not iso:
+        return "-"
+    when = datetime.fromisoformat(iso)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    when = when.astimezone(UTC)
+    return f"{when:%Y-%m-%d %H:%M:%S}Z ({_ago((now - when).total_seconds())})"
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 0:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(seconds)}s ago"

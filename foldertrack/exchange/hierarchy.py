@@ -6,12 +6,16 @@ like the rules: ``Inbox/Customers/Contoso``. Names compare case-insensitively, a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from exchangelib import Account
 
+from foldertrack.retry import describe, is_transient
 from foldertrack.rules.paths import join_folder_path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,21 @@ class FolderTree:
     root_id: str
     nodes: dict[str, FolderNode] = field(default_factory=dict)
     sync_state: str | None = None
+    trash_id: str | None = None  # Deleted Items: a folder moved below it counts as deleted
+
+    def in_trash(self, folder_id: str) -> bool:
+        """True when the folder is Deleted Items or below it (how Outlook deletes a folder)."""
+        if self.trash_id is None:
+            return False
+        current: str | None = folder_id
+        seen: set[str] = set()
+        while current and current != self.root_id and current not in seen:
+            if current == self.trash_id:
+                return True
+            seen.add(current)
+            node = self.nodes.get(current)
+            current = node.parent_id if node else None
+        return False
 
     def path_of(self, folder_id: str) -> str | None:
         """The folder's current path, or None when it is not (or no longer) under the root."""
@@ -55,6 +74,17 @@ class FolderTree:
             current = match
         return current
 
+    def nearest(self, segments: tuple[str, ...] | list[str]) -> str:
+        """The id of the deepest existing folder along ``segments`` (the root when not even the first exists)."""
+        current = self.root_id
+        for part in segments:
+            wanted = part.casefold()
+            match = next((n.id for n in self.children(current) if n.name.casefold() == wanted), None)
+            if match is None:
+                break
+            current = match
+        return current
+
     def children(self, folder_id: str) -> list[FolderNode]:
         return sorted(
             (n for n in self.nodes.values() if n.parent_id == folder_id), key=lambda n: n.name.casefold()
@@ -76,7 +106,7 @@ def load_tree(account: Account, tree: FolderTree | None = None) -> FolderTree:
     """Read (or bring up to date) the folder tree with SyncFolderHierarchy from ``msgfolderroot``."""
     root = account.msg_folder_root
     if tree is None or tree.root_id != root.id:
-        tree = FolderTree(root_id=root.id)
+        tree = FolderTree(root_id=root.id, trash_id=_trash_id(account))
     changes = root.sync_hierarchy(
         sync_state=tree.sync_state, only_fields=["name", "parent_folder_id", "folder_class"]
     )
@@ -90,3 +120,14 @@ def load_tree(account: Account, tree: FolderTree | None = None) -> FolderTree:
         )
     tree.sync_state = root.folder_sync_state
     return tree
+
+
+def _trash_id(account: Account) -> str | None:
+    """The id of the mailbox's Deleted Items (one GetFolder, once per tree); None if it cannot be read."""
+    try:
+        return account.trash.id
+    except Exception as exc:  # without it a deleted folder is only reported once it is emptied
+        if is_transient(exc):
+            raise  # the resolve is retried
+        log.warning("%s: cannot read Deleted Items: %s", account.primary_smtp_address, describe(exc))
+        return None

@@ -1,5 +1,19 @@
 """What ``foldertrack status`` shows, read from the state database only, so it works whether or not a
-watcher is running (and across several instances sharing one PostgreSQL database)."""
+watcher is running (and across several instances sharing one PostgreSQL database).
+
+The report is plain data with stable keys (``--json`` prints it as it is):
+
+- ``mailboxes``: one entry per mailbox with ``mode``, ``instance``, ``last_event_at``, ``last_sync_at``,
+  ``last_error``, ``backlog``, ``tracked``, ``dead_letters``, ``retrying``, ``folders`` (``path``,
+  ``configured_path``, ``status``, ``rule``, ``tracked``, ``last_sync_at``) and ``warnings``
+  (``kind``, ``rule``, ``path``, ``message``, ``since``);
+- ``dead_letters``: the dead letters ``foldertrack retry`` can replay;
+- ``totals``: counts over all mailboxes.
+
+Warning kinds: ``stale_path`` (folder renamed or moved; tracking follows it), ``folder_deleted`` (rule
+broken; activities kept), ``folder_not_found`` (the rule's folder or pattern parent does not exist),
+``no_match`` (a pattern rule matches no folder yet), ``record_not_found`` (a record lookup finds nothing).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +23,34 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from foldertrack.state.schema import dead_letters, ledger, subscription_health, tracked_folders
+from foldertrack.state.watch_store import rule_issue_rows
+
+#: keys of every mailbox entry, in the order ``--json`` prints them
+MAILBOX_KEYS: tuple[str, ...] = (
+    "mailbox",
+    "mode",
+    "instance",
+    "last_event_at",
+    "last_sync_at",
+    "last_error",
+    "backlog",
+    "tracked",
+    "dead_letters",
+    "retrying",
+    "folders",
+    "warnings",
+)
+WARNING_KINDS: tuple[str, ...] = (
+    "stale_path",
+    "folder_deleted",
+    "folder_not_found",
+    "no_match",
+    "record_not_found",
+)
 
 
 def collect_status(engine: Engine) -> dict[str, Any]:
-    """Mailboxes with mode, times, counts, dead letters and drift warnings; plus totals."""
+    """Mailboxes with mode, times, counts, backlog, dead letters and drift warnings; plus totals."""
     with engine.connect() as conn:
         health = {r.mailbox: r for r in conn.execute(select(subscription_health))}
         folders = list(
@@ -35,29 +73,39 @@ def collect_status(engine: Engine) -> dict[str, Any]:
                 .order_by(dead_letters.c.id)
             )
         )
+        issues = rule_issue_rows(conn)
+
     mailboxes: dict[str, dict[str, Any]] = {}
-    for name in sorted(set(health) | {f.mailbox for f in folders}):
-        row = health.get(name)
-        mailboxes[name] = {
-            "mailbox": name,
-            "mode": row.mode if row else "unknown",
-            "instance": row.instance if row else None,
-            "last_event_at": _iso(row.last_event_at) if row else None,
-            "last_sync_at": _iso(row.last_sync_at) if row else None,
-            "last_error": row.last_error if row else None,
-            "folders": [],
-            "tracked": 0,
-            "dead_letters": 0,
-            "retrying": 0,
-            "warnings": [],
-        }
+
+    def box(name: str) -> dict[str, Any]:
+        if name not in mailboxes:
+            row = health.get(name)
+            mailboxes[name] = {
+                "mailbox": name,
+                "mode": row.mode if row else "unknown",
+                "instance": row.instance if row else None,
+                "last_event_at": _iso(row.last_event_at) if row else None,
+                "last_sync_at": _iso(row.last_sync_at) if row else None,
+                "last_error": row.last_error if row else None,
+                "backlog": (row.backlog or 0) if row else 0,
+                "tracked": 0,
+                "dead_letters": 0,
+                "retrying": 0,
+                "folders": [],
+                "warnings": [],
+            }
+        return mailboxes[name]
+
+    for name in sorted(set(health) | {f.mailbox for f in folders} | {i.mailbox for i in issues}):
+        box(name)
+    latest_sync: dict[str, datetime] = {}
     for f in folders:
-        box = mailboxes[f.mailbox]
         if f.status == "retired":
             continue
+        entry = box(f.mailbox)
         tracked = counts.get((f.mailbox, f.folder_id), 0)
-        box["tracked"] += tracked
-        box["folders"].append(
+        entry["tracked"] += tracked
+        entry["folders"].append(
             {
                 "path": f.current_path,
                 "configured_path": f.configured_path,
@@ -67,31 +115,27 @@ def collect_status(engine: Engine) -> dict[str, Any]:
                 "last_sync_at": _iso(f.last_sync_at),
             }
         )
-        if f.status == "stale_path":
-            box["warnings"].append(
-                f"{f.rule_source}: folder {f.configured_path!r} was renamed or moved to "
-                f"{f.current_path!r}; tracking follows it, update the rule"
-            )
-        elif f.status == "deleted":
-            box["warnings"].append(
-                f"{f.rule_source}: folder {f.configured_path!r} was deleted; rule is broken "
-                "(its activities are kept)"
-            )
+        if f.last_sync_at is not None and (
+            f.mailbox not in latest_sync or f.last_sync_at > latest_sync[f.mailbox]
+        ):
+            latest_sync[f.mailbox] = f.last_sync_at
+    for name, when in latest_sync.items():
+        if mailboxes[name]["last_sync_at"] is None:  # the watcher records sync times per folder
+            mailboxes[name]["last_sync_at"] = _iso(when)
+    for issue in issues:
+        box(issue.mailbox)["warnings"].append(
+            _warning(issue.kind, issue.rule_source, issue.path, issue.message, issue.seen_at)
+        )
+    for f in folders:  # folder drift the watcher recorded before rule issues were stored (or without them)
+        if f.status in ("stale_path", "deleted"):
+            _add_folder_warning(box(f.mailbox)["warnings"], f)
+    for entry in mailboxes.values():
+        entry["warnings"].sort(key=lambda w: (*_rule_order(w["rule"]), w["path"].casefold(), w["kind"]))
+
     dead_list = []
     for d in dead:
-        box = mailboxes.setdefault(
-            d.mailbox,
-            {
-                "mailbox": d.mailbox,
-                "mode": "unknown",
-                "folders": [],
-                "tracked": 0,
-                "dead_letters": 0,
-                "retrying": 0,
-                "warnings": [],
-            },
-        )
-        box["dead_letters" if d.status == "dead" else "retrying"] += 1
+        entry = box(d.mailbox)
+        entry["dead_letters" if d.status == "dead" else "retrying"] += 1
         if d.status == "dead":
             dead_list.append(
                 {
@@ -103,7 +147,7 @@ def collect_status(engine: Engine) -> dict[str, Any]:
                     "last_attempt_at": _iso(d.last_attempt_at),
                 }
             )
-    values = list(mailboxes.values())
+    values = [mailboxes[name] for name in sorted(mailboxes)]
     return {
         "mailboxes": values,
         "dead_letters": dead_list,
@@ -111,10 +155,35 @@ def collect_status(engine: Engine) -> dict[str, Any]:
             "mailboxes": len(values),
             "folders": sum(len(m["folders"]) for m in values),
             "tracked": sum(m["tracked"] for m in values),
+            "backlog": sum(m["backlog"] for m in values),
             "dead_letters": len(dead_list),
+            "warnings": sum(len(m["warnings"]) for m in values),
             "modes": _modes(values),
         },
     }
+
+
+def _warning(kind: str, rule: str, path: str, message: str, since: datetime | None) -> dict[str, Any]:
+    return {"kind": kind, "rule": rule, "path": path, "message": message, "since": _iso(since)}
+
+
+def _add_folder_warning(warnings: list[dict[str, Any]], f: Any) -> None:
+    kind = "stale_path" if f.status == "stale_path" else "folder_deleted"
+    if any(w["kind"] == kind and w["path"] == f.configured_path for w in warnings):
+        return
+    if kind == "stale_path":
+        message = (
+            f"folder {f.configured_path!r} is now {f.current_path!r}; tracking follows it, update the rule"
+        )
+    else:
+        message = f"folder {f.configured_path!r} was deleted: the rule is broken (its activities are kept)"
+    warnings.append(_warning(kind, f.rule_source, f.configured_path, message, f.updated_at))
+
+
+def _rule_order(rule: str) -> tuple[str, int]:
+    """``file:line`` sorts by file, then by line as a number."""
+    source, _, line = rule.rpartition(":")
+    return (source, int(line)) if line.isdigit() else (rule, 0)
 
 
 def _modes(values: list[dict[str, Any]]) -> dict[str, int]:

@@ -49,6 +49,7 @@ class Faults:
         self.streams: set[StreamWaker] = set()  # open GetStreamingEvents connections
         self.drop_every: float = 0.0
         self.streams_stalled = False
+        self.streams_refused = 0  # HTTP status every GetStreamingEvents gets (0: off)
         self.notification_delay_ms = 0
         self.response_delay_ms = 0
         self.busy_backoff_ms = 0
@@ -78,6 +79,11 @@ class Faults:
         self.streams_stalled = stalled
         for waker in list(self.streams):
             waker.wake.set()
+
+    def refuse_streams(self, status: int = 503) -> None:
+        """Answer every ``GetStreamingEvents`` with HTTP ``status`` (0 turns this off): subscribing still
+        works, but no stream ever opens, as behind a front end that rejects long-running requests."""
+        self.streams_refused = int(status)
 
     def expire_subscriptions(self) -> int:
         """Forget every subscription (``ErrorSubscriptionNotFound`` from now on, also on open streams)."""
@@ -121,6 +127,7 @@ class Faults:
             self._reset.set(0, None)
         self.response_delay_ms = 0
         self.drop_every = 0.0
+        self.streams_refused = 0
         self.delay_notifications(0)
         self.stall_streams(False)
 
@@ -140,6 +147,13 @@ class Faults:
             self._count(fault[0])
         return fault
 
+    def take_stream_refusal(self) -> int:
+        """The HTTP status a ``GetStreamingEvents`` request gets instead of a stream, or 0."""
+        status = self.streams_refused
+        if status:
+            self._count("refuse_streams")
+        return status
+
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self.injected[name] = self.injected.get(name, 0) + n
@@ -154,6 +168,7 @@ class Faults:
                 "reset_connections": self._reset.active,
                 "drop_every": self.drop_every,
                 "streams_stalled": self.streams_stalled,
+                "streams_refused": self.streams_refused,
                 "notification_delay_ms": self.notification_delay_ms,
                 "response_delay_ms": self.response_delay_ms,
                 "open_streams": len(self.streams),
@@ -166,6 +181,7 @@ class Faults:
             "drop_streams": lambda: self.drop_streams(),
             "drop_streams_every": lambda: self.drop_streams_every(float(spec["seconds"])),
             "stall_streams": lambda: self.stall_streams(bool(spec.get("stalled", True))),
+            "refuse_streams": lambda: self.refuse_streams(int(spec.get("status", 503))),
             "expire_subscriptions": lambda: self.expire_subscriptions(),
             "server_busy": lambda: self.server_busy(
                 spec.get("requests"), spec.get("seconds"), int(spec.get("backoff_ms", 1000))

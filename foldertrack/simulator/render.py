@@ -140,10 +140,25 @@ def conversation_id(item: Item) -> str:
     return base64.b64encode(b"\x00\x00\x00\x00\x00\x10FT" + item.mail.conversation_key[:16]).decode()
 
 
+#: item class prefix → the element a non-mail item is rendered as (every other class is a ``t:Message``)
+ITEM_ELEMENTS: tuple[tuple[str, str], ...] = (
+    ("IPM.CONTACT", "Contact"),
+    ("IPM.APPOINTMENT", "CalendarItem"),
+    ("IPM.TASK", "Task"),
+)
+
+
+def item_tag(item_class: str) -> str:
+    folded = item_class.upper()
+    return next((tag for prefix, tag in ITEM_ELEMENTS if folded.startswith(prefix)), "Message")
+
+
 def item_element(parent: etree._Element, mb: Mailbox, item: Item, shape: Shape) -> etree._Element:
-    """A ``t:Message`` with the shape's properties, in the schema's element order."""
+    """A ``t:Message`` (or, for a contact, appointment or task, an element with only the generic item
+    properties) with the shape's properties, in the schema's element order."""
     mail = item.mail
-    elem = sub(parent, T("Message"))
+    tag = item_tag(item.item_class)
+    elem = sub(parent, T(tag))
 
     def want(name: str) -> bool:
         return shape.wants(name, _ITEM_DEFAULT)
@@ -218,6 +233,8 @@ def item_element(parent: etree._Element, mb: Mailbox, item: Item, shape: Shape) 
     if want("TextBody"):
         text = mail.text_body if mail.text_body is not None else html_to_text(mail.html_body or "")
         sub(elem, T("TextBody"), text, BodyType="Text")
+    if tag != "Message":
+        return elem  # the rest are MessageType properties
     if want("Sender") and mail.sender is not None:
         _mailbox(elem, "Sender", mail.sender)
     if want("ToRecipients"):

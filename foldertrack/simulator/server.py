@@ -224,6 +224,10 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
         try:
             request = parse_request(body)
             sim.stats.count_operation(request.operation)
+            refused = request.operation == "GetStreamingEvents" and sim.faults.take_stream_refusal()
+            if refused:
+                self._send(refused, f"Simulated HTTP {refused}".encode(), "text/plain")
+                return
             handler_cls = SERVICES.get(request.operation)
             if handler_cls is None:
                 raise SoapFault(

@@ -142,6 +142,8 @@ class Watcher:
 
     def check(self) -> str | None:
         """None when healthy, else why not (a dead thread: the supervisor exits so systemd restarts us)."""
+        if self._stop.is_set():
+            return None  # stopping: threads end on purpose
         if not self.dispatcher.alive():
             return "a sync worker thread died"
         if self._timer is not None and not self._timer.is_alive() and not self._stop.is_set():
@@ -316,8 +318,12 @@ class Watcher:
                 if parent:
                     watch_ids.add(parent)
         watch_ids |= anchors(state.rules, state.tree, issues)  # a missing or deleted folder reappearing
+        known = set(state.issues)  # log a rule problem when it appears and when it goes, not on every resolve
         for issue in issues:
-            log.warning("%s: %s: %s", mailbox, issue.rule_source, issue.message)
+            if issue not in known:
+                log.warning("%s: %s: %s", mailbox, issue.rule_source, issue.message)
+        for issue in known - set(issues):
+            log.info("%s: %s: resolved: %s", mailbox, issue.rule_source, issue.message)
         with self._lock:
             previous = set(state.targets)
             state.targets = {t.folder_id: t for t in targets}
@@ -381,9 +387,9 @@ class Watcher:
             state.group = group.index
         group.add(Subscription(mailbox, sub_id, state.watch_ids))
         log.info("%s: subscribed to %d folder(s) (stream %d)", mailbox, len(state.watch_ids), group.index)
-        # Streaming has no watermark: whatever happened before this point is read by a catch-up sync.
-        for folder_id in list(state.targets):
-            self.dispatcher.put(FolderChanged(mailbox, folder_id, "resubscribed"))
+        # Streaming has no watermark: whatever happened before this point is read by a catch-up sync, of
+        # the folders and of the folder tree (a folder created or renamed meanwhile).
+        self._catch_up_mailbox(state, "resubscribed")
         self._mark_ready_if_done()
 
     def _drop_subscription(self, state: MailboxState) -> None:
@@ -418,8 +424,10 @@ class Watcher:
 
     def _mark_ready_if_done(self) -> None:
         with self._lock:
+            # a mailbox that failed for good (e.g. no such mailbox, no impersonation right) must not hold
+            # the others back: it shows as "error" in status and health, and is retried with back-off
             done = all(
-                s.resolved and (s.subscription_id or s.mode == "polling" or not s.watch_ids)
+                s.failing or (s.resolved and (s.subscription_id or s.mode == "polling" or not s.watch_ids))
                 for s in self._mailboxes.values()
             )
         if done and not self.ready.is_set():
@@ -469,8 +477,7 @@ class Watcher:
             group = self._groups[state.group] if state.group is not None else None
             if group is not None and group.failures >= POLL_AFTER_FAILURES and state.mode != "polling":
                 self._set_mode(state, "polling", describe(exc))
-            for folder_id in list(state.targets):
-                self.dispatcher.put(FolderChanged(mailbox, folder_id, "stream-lost"))
+            self._catch_up_mailbox(state, "stream-lost")
 
     def _on_subscriptions_lost(self, mailboxes: list[str], exc: BaseException) -> None:
         for mailbox in mailboxes:
@@ -480,8 +487,13 @@ class Watcher:
                     continue
                 state.subscription_id, state.group, state.subscribed_ids = None, None, frozenset()
             self.dispatcher.put(SubscribeMailbox(mailbox, "subscription-lost"))
-            for folder_id in list(state.targets):
-                self.dispatcher.put(FolderChanged(mailbox, folder_id, "subscription-lost"))
+            self._catch_up_mailbox(state, "subscription-lost")
+
+    def _catch_up_mailbox(self, state: MailboxState, reason: str) -> None:
+        """Events may have been missed: re-read the folder tree and catch every tracked folder up."""
+        self.dispatcher.put(HierarchyChanged(state.mailbox, reason))
+        for folder_id in list(state.targets):
+            self.dispatcher.put(FolderChanged(state.mailbox, folder_id, reason))
 
     def _set_mode(self, state: MailboxState, mode: str, error: str | None = None) -> None:
         """Change a mailbox's mode in memory (any thread, no I/O); the timer records it in the database."""
@@ -504,6 +516,8 @@ class Watcher:
             return
         state.last_error = error
         state.failing = state.failing or permanent
+        if permanent and not self.ready.is_set():
+            self._mark_ready_if_done()
 
     # -- timer: polling fallback, safety net, stalled streams ------------------------------------------------
 

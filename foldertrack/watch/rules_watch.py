@@ -14,6 +14,9 @@ from watchdog.observers import Observer
 log = logging.getLogger(__name__)
 
 QUIET_SECONDS = 0.3
+#: Events that mean a file's content may have changed. watchdog (≥ 5 on Linux) also reports ``opened`` and
+#: ``closed_no_write``: our own reading of the rules would otherwise schedule the next reload, forever.
+CHANGE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 
 
 class _RulesChanged(FileSystemEventHandler):
@@ -23,6 +26,8 @@ class _RulesChanged(FileSystemEventHandler):
         self._lock = threading.Lock()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in CHANGE_EVENTS:
+            return
         path = str(getattr(event, "dest_path", "") or event.src_path)
         if event.is_directory or not (
             path.endswith(".yaml") or path.endswith(".yml") or event.event_type == "deleted"

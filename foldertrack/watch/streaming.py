@@ -154,7 +154,9 @@ class StreamGroup:
                 continue
             anchor = next(iter(subs.values())).mailbox
             account = self._connector.account(anchor)
-            service = HeartbeatStreamingEvents(account=account, on_open=self._opened, on_envelope=self._heartbeat)
+            service = HeartbeatStreamingEvents(
+                account=account, on_open=self._opened, on_envelope=self._heartbeat
+            )
             with self._lock:
                 self._service = service
             self.last_envelope = time.monotonic()

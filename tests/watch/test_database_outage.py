@@ -76,7 +76,9 @@ def test_postgres_connections_killed_mid_burst_nothing_lost_or_doubled(tmp_path,
     """Every connection of the watcher is terminated (as a database restart does) while mails arrive."""
     app = f"ft-outage-{uuid.uuid4().hex[:8]}"
     url = make_url(empty_postgres_url).update_query_dict({"application_name": app})
-    with Harness(tmp_path, database_url=url.render_as_string(hide_password=False), **options_for_tests()) as h:
+    with Harness(
+        tmp_path, database_url=url.render_as_string(hide_password=False), **options_for_tests()
+    ) as h:
         _start(h)
         admin = create_engine(empty_postgres_url, isolation_level="AUTOCOMMIT")
         killed = 0

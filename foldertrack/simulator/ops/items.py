@@ -158,8 +158,9 @@ def _addresses(message: etree._Element, tag: str) -> list[str]:
     return [(m.findtext(T("EmailAddress")) or "").strip() for m in holder.iter(T("Mailbox"))]
 
 
-def mime_from_element(message: etree._Element) -> bytes:
-    """The MIME of a ``t:Message`` to create: its MimeContent, else built from its properties."""
+def mime_from_element(message: etree._Element, default_sender: str = "") -> bytes:
+    """The MIME of a ``t:Message`` to create: its MimeContent, else built from its properties. A sent
+    message without From gets ``default_sender`` (the mailbox owner), as Exchange does."""
     mime = message.findtext(T("MimeContent"))
     if mime is not None:
         try:
@@ -173,7 +174,7 @@ def mime_from_element(message: etree._Element) -> bytes:
     senders = _addresses(message, "From") or _addresses(message, "Sender")
     spec = MailSpec(
         subject=message.findtext(T("Subject")) or "",
-        sender=senders[0] if senders else "",
+        sender=senders[0] if senders else default_sender,
         to=_addresses(message, "ToRecipients"),
         cc=_addresses(message, "CcRecipients"),
         bcc=_addresses(message, "BccRecipients"),
@@ -214,7 +215,7 @@ class CreateItem(Handler):
         return resp
 
     def _create(self, mb: Mailbox, payload: etree._Element, message: etree._Element, disposition: str):
-        mime = mime_from_element(message)
+        mime = mime_from_element(message, "" if disposition == "SaveOnly" else mb.address)
         flags = _message_flags(message)
         is_read = xs_bool(message.findtext(T("IsRead")), bool(flags and flags & MSGFLAG_READ))
         categories = [c.text or "" for c in message.iter(T("String")) if c.getparent().tag == T("Categories")]
