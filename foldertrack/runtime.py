@@ -5,6 +5,8 @@ Kept apart from the CLI so ``run``, ``demo``, ``retry``, the benchmarks and test
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import replace
 
 from foldertrack.config import Config
@@ -46,6 +48,7 @@ def watch_options(config: Config, **overrides) -> WatchOptions:
         stream_timeout_minutes=min(30, max(1, round(config.watch.stream_timeout / 60))),
         stream_stall_timeout=config.watch.stall_timeout,
         max_attachment_bytes=config.sink.max_attachment_bytes,
+        instance=os.environ.get("FOLDERTRACK_INSTANCE") or socket.gethostname(),
     )
     return replace(options, **overrides) if overrides else options
 

@@ -1,14 +1,17 @@
 """``foldertrack run --metrics-address … --log-format json`` as operators start it: a child process whose
-JSON log lines parse, whose ``/metrics`` counts what it tracked and whose ``/healthz`` says it is healthy."""
+JSON log lines parse, whose ``/metrics`` counts what it tracked, whose ``/healthz`` says it is healthy and
+whose health rows carry its instance name."""
 
 from __future__ import annotations
 
 import json
 
 import requests
+from sqlalchemy import create_engine, select
 
 from foldertrack.simulator import MailSpec
 from foldertrack.state.database import upgrade_database
+from foldertrack.state.schema import subscription_health
 from foldertrack.testing.harness import SERVICE_ACCOUNT, SERVICE_PASSWORD, USER_PASSWORD, wait_until
 from foldertrack.testing.process import WatcherProcess, write_config
 
@@ -41,7 +44,7 @@ def test_run_serves_metrics_and_health_and_logs_json(simulator_factory, tmp_path
         database_url=database_url,
         rules_dir=tmp_path / "rules",
     )
-    process = WatcherProcess(config, tmp_path / "run.log")
+    process = WatcherProcess(config, tmp_path / "run.log", extra_env={"FOLDERTRACK_INSTANCE": "east"})
     process.start("--log-format", "json", "--metrics-address", "127.0.0.1:0")
     try:
         url = wait_until(
@@ -71,6 +74,10 @@ def test_run_serves_metrics_and_health_and_logs_json(simulator_factory, tmp_path
         assert process.terminate() == 0
     finally:
         process.close()
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        assert conn.execute(select(subscription_health.c.instance)).scalar_one() == "east"
+    engine.dispose()
     lines = _json_lines(process)
     assert {"time", "level", "logger", "message"} <= set(lines[0])
     assert any("tracked" in line["message"] and "counted" in line["message"] for line in lines)
