@@ -11,14 +11,19 @@ import requests
 import tenacity
 from exchangelib.errors import (
     ErrorADUnavailable,
+    ErrorBatchProcessingStopped,
     ErrorConnectionFailed,
+    ErrorExceededConnectionCount,
     ErrorExpiredSubscription,
+    ErrorInsufficientResources,
     ErrorInternalServerError,
     ErrorInternalServerTransientError,
     ErrorInvalidSubscription,
     ErrorMailboxMoveInProgress,
     ErrorMailboxStoreUnavailable,
     ErrorMissedNotificationEvents,
+    ErrorNoRespondingCASInDestinationSite,
+    ErrorProxyRequestProcessingFailed,
     ErrorReadEventsFailed,
     ErrorServerBusy,
     ErrorSubscriptionNotFound,
@@ -73,6 +78,11 @@ TRANSIENT_RESPONSE_ERRORS: tuple[type[Exception], ...] = (
     ErrorTooManyObjectsOpened,
     ErrorConnectionFailed,
     ErrorADUnavailable,
+    ErrorExceededConnectionCount,
+    ErrorBatchProcessingStopped,
+    ErrorInsufficientResources,
+    ErrorNoRespondingCASInDestinationSite,
+    ErrorProxyRequestProcessingFailed,
     *RESUBSCRIBE_ERRORS,
 )
 

@@ -5,6 +5,7 @@ Kept apart from the CLI so ``run``, ``demo``, ``retry``, the benchmarks and test
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import replace
@@ -16,6 +17,8 @@ from foldertrack.sinks.registry import load_sink
 from foldertrack.state.database import open_database
 from foldertrack.watch.daemon import Watcher, WatchOptions
 from foldertrack.watch.observer import WatchObserver
+
+log = logging.getLogger(__name__)
 
 
 def exchange_settings(config: Config) -> ExchangeSettings:
@@ -54,8 +57,35 @@ def watch_options(config: Config, **overrides) -> WatchOptions:
 
 
 def pool_size(config: Config, options: WatchOptions, streams: int = 5) -> int:
-    """HTTP sessions: every streaming connection holds one for its whole life; each worker needs one more."""
-    return config.exchange.max_connections or (streams + options.workers + 2)
+    """HTTP sessions: every streaming connection holds one for its whole life; each worker needs one more.
+
+    A configured ``exchange.max_connections`` below that would let the streams starve the workers (they
+    would wait forever for a session), so it is raised to the minimum, with a warning."""
+    needed = streams + options.workers + 2
+    configured = config.exchange.max_connections
+    if configured and configured < needed:
+        log.warning(
+            "exchange.max_connections = %d is too few for %d stream(s) and %d worker(s); using %d "
+            "(lower watch.workers to use fewer connections)",
+            configured,
+            streams,
+            options.workers,
+            needed,
+        )
+        return needed
+    return configured or needed
+
+
+def stream_count(config: Config, options: WatchOptions) -> int:
+    """Streaming connections the rules will need (each carries up to ``streams_per_connection``
+    mailboxes), with room for growth on a rules reload; at least 5."""
+    from foldertrack.rules.loader import load_rules
+
+    try:
+        mailboxes = len(load_rules(config.rules.dir).mailboxes())
+    except Exception:  # broken rules: the watcher's start reports them
+        return 5
+    return max(5, -(-mailboxes // options.streams_per_connection) + 2)
 
 
 def build_watcher(config: Config, *, observer: WatchObserver | None = None, **overrides) -> Watcher:
@@ -66,5 +96,6 @@ def build_watcher(config: Config, *, observer: WatchObserver | None = None, **ov
     settings = exchange_settings(config)
     engine = open_database(config.database.url)
     sink = load_sink(config.sink.name, config, engine)
-    connector = ExchangeConnector(settings, max_connections=pool_size(config, options))
+    streams = stream_count(config, options)
+    connector = ExchangeConnector(settings, max_connections=pool_size(config, options, streams))
     return Watcher(options, engine, connector, sink, observer=observer)

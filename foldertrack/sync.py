@@ -72,6 +72,7 @@ class SyncContext:
     max_attachment_bytes: int
     max_attempts: int
     on_tracked: Callable[[Target, Activity, str], None] | None = None
+    on_page: Callable[[], None] | None = None  # each committed page: progress, for the service watchdog
 
 
 def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
@@ -117,6 +118,8 @@ def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
         _apply_page(ctx, target, row, state, new_state, changes, backfill_pass, last_page, result, replay)
         replay = []
         result.pages += 1
+        if ctx.on_page is not None:
+            ctx.on_page()
         if last_page or new_state == state:
             return result
 

@@ -110,17 +110,20 @@ class Supervisor:
     def _reload_rules(self) -> None:
         log.info("SIGHUP received: reloading rules")
         if not self.ready:  # still starting: READY=1 has not been sent, so no RELOADING=1 either
-            self.watcher.reload_rules()
+            self._reload_safely()
             return
         self.notifier.reloading("reloading rules")
-        try:
-            ok = self.watcher.reload_rules()
-        except Exception:  # a reload must never take the running watcher down
-            log.exception("rules reload failed")
-            ok = False
+        ok = self._reload_safely()
         self._reload_note = "" if ok else "last reload failed, previous rules kept (see log)"
         self._status = self.status_line()
         self.notifier.ready(self._status)
+
+    def _reload_safely(self) -> bool:
+        try:
+            return self.watcher.reload_rules()
+        except Exception:  # a reload must never take the running watcher down (e.g. unreadable directory)
+            log.exception("rules reload failed")
+            return False
 
     def _check_progress(self, now: float) -> None:
         """Stuck sync workers: work queued or running and none finished for ``stall_timeout`` seconds."""
@@ -147,7 +150,7 @@ class Supervisor:
     def status_line(self) -> str:
         """One line for ``systemctl status``: mailboxes, folders, modes, what this run tracked, trouble."""
         states = self.watcher.mailbox_states()
-        modes = Counter(s.mode for s in states)
+        modes = Counter(s.health()["mode"] for s in states)
         mode_text = f"{modes.pop('streaming', 0)} streaming, {modes.pop('polling', 0)} polling"
         mode_text += "".join(f", {n} {mode}" for mode, n in sorted(modes.items()))
         folders = sum(len(s.targets) for s in states)

@@ -151,7 +151,8 @@ class WatcherCollector(Collector):
         )
         counts = dict.fromkeys(MODES, 0)
         for state in states:
-            counts[state.mode] = counts.get(state.mode, 0) + 1
+            mode = state.health()["mode"]  # "error" when its last failure was one that needs a fix
+            counts[mode] = counts.get(mode, 0) + 1
         for mode, count in counts.items():
             modes.add_metric([mode], count)
         yield modes

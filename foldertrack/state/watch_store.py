@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 
 from foldertrack.state.database import SQLITE_BEGIN_OPTION
@@ -401,19 +401,6 @@ def write_health(engine: Engine, rows: dict[str, dict], *, instance: str | None 
             )
             if result.rowcount == 0:
                 conn.execute(insert(subscription_health).values(mailbox=mailbox, **values))
-
-
-def set_health_many(engine: Engine, mailboxes: Iterable[str], **values) -> None:
-    mailboxes = list(mailboxes)
-    if not mailboxes:
-        return
-    values["updated_at"] = utcnow()
-    with writing(engine) as conn:
-        conn.execute(
-            update(subscription_health)
-            .where(and_(subscription_health.c.mailbox.in_(mailboxes)))
-            .values(**values)
-        )
 
 
 # -- rule issues (drift) -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,7 @@ class Watcher:
             max_attachment_bytes=options.max_attachment_bytes,
             max_attempts=options.max_attempts,
             on_tracked=on_tracked,
+            on_page=self.dispatcher.note_progress,
         )
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -126,19 +128,31 @@ class Watcher:
             self._timer.join(timeout)
         with self._lock:
             states = list(self._mailboxes.values())
+        self._unsubscribe_all([s for s in states if s.subscription_id], deadline=time.monotonic() + timeout)
         for state in states:
-            if state.subscription_id:
-                try:
-                    Unsubscribe(account=self.connector.account(state.mailbox)).get(
-                        subscription_id=state.subscription_id
-                    )
-                except Exception as exc:  # the server forgets it anyway when it times out
-                    log.debug("%s: unsubscribe failed: %s", state.mailbox, describe(exc))
-        try:
-            store.set_health_many(self.engine, [s.mailbox for s in states], mode="stopped")
-        except Exception as exc:
-            log.warning("could not record stopped state: %s", describe(exc))
+            state.mode, state.failing = "stopped", False
+        self._flush_health(states)  # the last event times and errors, and "stopped", even for a short run
         self.connector.close()
+
+    def _unsubscribe_all(self, states: list[MailboxState], deadline: float) -> None:
+        """Unsubscribe in parallel, giving up at ``deadline`` (the server expires them anyway)."""
+        if not states:
+            return
+
+        def unsubscribe(state: MailboxState) -> None:
+            try:
+                Unsubscribe(account=self.connector.account(state.mailbox)).get(
+                    subscription_id=state.subscription_id
+                )
+            except Exception as exc:
+                log.debug("%s: unsubscribe failed: %s", state.mailbox, describe(exc))
+
+        pool = ThreadPoolExecutor(
+            max_workers=max(1, self.options.workers), thread_name_prefix="foldertrack-stop"
+        )
+        futures = [pool.submit(unsubscribe, state) for state in states]
+        wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def check(self) -> str | None:
         """None when healthy, else why not (a dead thread: the supervisor exits so systemd restarts us)."""
@@ -233,7 +247,8 @@ class Watcher:
             self.observer.error(mailbox, kind, type(exc).__name__)
             level = logging.WARNING if is_transient(exc) or isinstance(exc, ItemsNeedRetry) else logging.ERROR
             log.log(level, "%s: %s failed: %s; retrying in %.1fs", mailbox, kind, describe(exc), delay)
-            self._note_error(mailbox, describe(exc), permanent=not is_transient(exc))
+            permanent = not (is_transient(exc) or isinstance(exc, ItemsNeedRetry))  # a poison item: the folder
+            self._note_error(mailbox, describe(exc), permanent=permanent)
             raise Reschedule(delay) from exc
 
     def _sync(self, mailbox: str, folder_id: str, first_trigger: float) -> None:
@@ -416,6 +431,7 @@ class Watcher:
                 on_stream_lost=self._on_stream_lost,
                 on_subscriptions_lost=self._on_subscriptions_lost,
                 on_connected=self._on_connected,
+                on_reissued=self._on_reissued,
                 connection_timeout_minutes=self.options.stream_timeout_minutes,
             )
             self._groups.append(group)
@@ -424,10 +440,12 @@ class Watcher:
 
     def _mark_ready_if_done(self) -> None:
         with self._lock:
-            # a mailbox that failed for good (e.g. no such mailbox, no impersonation right) must not hold
-            # the others back: it shows as "error" in status and health, and is retried with back-off
+            # a mailbox whose start failed (no such mailbox, no impersonation right, a mailbox move that
+            # lasts hours) must not hold the others back: status and health show its error, and it is
+            # retried with back-off
             done = all(
-                s.failing or (s.resolved and (s.subscription_id or s.mode == "polling" or not s.watch_ids))
+                s.start_failed
+                or (s.resolved and (s.subscription_id or s.mode == "polling" or not s.watch_ids))
                 for s in self._mailboxes.values()
             )
         if done and not self.ready.is_set():
@@ -479,6 +497,15 @@ class Watcher:
                 self._set_mode(state, "polling", describe(exc))
             self._catch_up_mailbox(state, "stream-lost")
 
+    def _on_reissued(self, mailboxes: list[str]) -> None:
+        """We re-issued a stream to change its subscriptions: events in flight may be lost, folders catch up."""
+        for mailbox in mailboxes:
+            with self._lock:
+                state = self._mailboxes.get(mailbox)
+                folder_ids = list(state.targets) if state else []
+            for folder_id in folder_ids:
+                self.dispatcher.put(FolderChanged(mailbox, folder_id, "stream-reissued"))
+
     def _on_subscriptions_lost(self, mailboxes: list[str], exc: BaseException) -> None:
         for mailbox in mailboxes:
             with self._lock:
@@ -516,7 +543,8 @@ class Watcher:
             return
         state.last_error = error
         state.failing = state.failing or permanent
-        if permanent and not self.ready.is_set():
+        if not self.ready.is_set():
+            state.start_failed = True
             self._mark_ready_if_done()
 
     # -- timer: polling fallback, safety net, stalled streams ------------------------------------------------

@@ -42,7 +42,6 @@ class DispatcherStats:
     events: int = 0
     runs: int = 0
     failures: int = 0
-    backlog: int = 0
 
 
 def work_key(event: Event) -> WorkKey:
@@ -172,7 +171,6 @@ class Dispatcher:
                     self._busy_mailboxes.add(chosen[1])
                     reasons = self._reasons.pop(chosen, [])
                     first = self._first_trigger.pop(chosen, now)
-                    self.stats.backlog = len(self._due)
                     return chosen, reasons, first
                 self._cond.wait(max(0.005, wake - now))
             return None
@@ -222,6 +220,10 @@ class Dispatcher:
             for key in set(self._due) | self._running:
                 counts[key[1]] += 1
             return dict(counts)
+
+    def note_progress(self) -> None:
+        """Long work (a big backfill, page after page) says it is moving, so it is not taken for stuck."""
+        self.last_progress = time.monotonic()
 
     def attempts(self, key: WorkKey) -> int:
         return self._attempts.get(key, 0)

@@ -27,6 +27,7 @@ class MailboxState:
     resolved: bool = False
     last_error: str | None = None
     last_event_at: datetime | None = None  # set by the stream reader, written to the database by the timer
+    start_failed: bool = False  # its start-up (folders, subscription) failed once: readiness goes on
     failing: bool = False  # a permanent error since the last success: status shows mode "error"
     health_written: tuple | None = None  # what the timer last wrote to subscription_health
 

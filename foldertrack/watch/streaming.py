@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from exchangelib.services import GetStreamingEvents
 
 from foldertrack.exchange.connection import ExchangeConnector
-from foldertrack.retry import RESUBSCRIBE_ERRORS, Backoff, describe
+from foldertrack.retry import RESUBSCRIBE_ERRORS, Backoff, describe, server_back_off
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,9 @@ class HeartbeatStreamingEvents(GetStreamingEvents):
         self._on_envelope = on_envelope
 
     def _get_element_container(self, message, name=None):
+        container = super()._get_element_container(message=message, name=name)  # raises on an error envelope
         self._on_envelope()
-        return super()._get_element_container(message=message, name=name)
+        return container
 
     def _get_response(self, payload, api_version):
         response = super()._get_response(payload, api_version)
@@ -67,6 +68,7 @@ class StreamGroup:
         on_stream_lost: Callable[[list[str], BaseException], None],
         on_subscriptions_lost: Callable[[list[str], BaseException], None],
         on_connected: Callable[[list[str]], None],
+        on_reissued: Callable[[list[str]], None],
         connection_timeout_minutes: int = 10,
         backoff: Backoff | None = None,
     ):
@@ -76,6 +78,8 @@ class StreamGroup:
         self._on_stream_lost = on_stream_lost
         self._on_subscriptions_lost = on_subscriptions_lost
         self._on_connected = on_connected
+        self._on_reissued = on_reissued
+        self._current: dict[str, Subscription] = {}  # the subscriptions of the request in flight
         self._timeout = connection_timeout_minutes
         self._backoff = backoff or Backoff(initial=0.2, maximum=30.0)
         self._lock = threading.Condition()
@@ -149,6 +153,7 @@ class StreamGroup:
                 if self._stopping:
                     return
                 subs = dict(self._subs)
+                self._current = subs
                 self._changed = False
             if not subs:
                 continue
@@ -182,14 +187,14 @@ class StreamGroup:
                 if self._is_stopping():
                     return
                 if self._was_changed():
-                    # we closed it to add or remove a subscription: events in flight on it may be lost;
-                    # the next connection reports every mailbox on it as connected, the new ones included
+                    # we closed it ourselves to add or remove a subscription: not a failure, but events in
+                    # flight on it may be lost, so its mailboxes' folders catch up
                     self.connected = False
-                    self._on_stream_lost(sorted({s.mailbox for s in subs.values()}), exc)
+                    self._on_reissued(sorted({s.mailbox for s in subs.values()}))
                     continue
                 self.connected = False
                 self.failures += 1
-                delay = self._backoff.delay(self.failures)
+                delay = server_back_off(exc) or self._backoff.delay(self.failures)
                 log.warning(
                     "stream %d lost (%s); %d mailbox(es) catch up, reconnecting in %.1fs",
                     self.index,
@@ -208,20 +213,29 @@ class StreamGroup:
                     service.stop_streaming()
 
     def _opened(self) -> None:
-        """The server accepted the stream. A healthy group reports its mailboxes connected now; one that has
-        been failing waits for the first envelope, so a stream that opens and then stalls counts as failed."""
+        """The server accepted the stream. A healthy group reports this request's mailboxes connected now;
+        one that has been failing waits for the first envelope, so a stream that opens and then stalls (or
+        answers with an error) counts as failed. A subscription added while the request was on its way
+        could not interrupt it: re-issue now so it is read."""
         self.last_envelope = time.monotonic()
         self.connected = True
         self._proven = False
+        if self._was_changed():
+            self._interrupt()
+            return
         if self.failures == 0:
-            self._on_connected(self.mailboxes())
+            self._on_connected(self._request_mailboxes())
 
     def _heartbeat(self) -> None:
         self.last_envelope = time.monotonic()
         if not self._proven:
             self._proven = True
             self.failures = 0
-            self._on_connected(self.mailboxes())
+            self._on_connected(self._request_mailboxes())
+
+    def _request_mailboxes(self) -> list[str]:
+        with self._lock:
+            return sorted({s.mailbox for s in self._current.values()})
 
     def _is_stopping(self) -> bool:
         with self._lock:
