@@ -98,9 +98,10 @@ class PrometheusObserver(WatchObserver):
         )
         self.latency = Histogram(
             "foldertrack_activity_latency_seconds",
-            "Move -> activity latency: from the first trigger a sync served (notification, poll tick or"
-            " retry) to its committed activity. Observed once per tracked or relinked mail (an upper bound"
-            " for each: the sync's oldest trigger).",
+            "Trigger -> activity latency: from the first trigger a sync served (notification, poll tick or"
+            " retry) to its committed activity, once per tracked or relinked mail. While streaming the"
+            " notification follows the move within milliseconds, so this is move -> activity; in polling"
+            " mode the wait for the poll tick is not included.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -247,7 +247,9 @@ class Watcher:
             self.observer.error(mailbox, kind, type(exc).__name__)
             level = logging.WARNING if is_transient(exc) or isinstance(exc, ItemsNeedRetry) else logging.ERROR
             log.log(level, "%s: %s failed: %s; retrying in %.1fs", mailbox, kind, describe(exc), delay)
-            permanent = not (is_transient(exc) or isinstance(exc, ItemsNeedRetry))  # a poison item: the folder
+            permanent = not (
+                is_transient(exc) or isinstance(exc, ItemsNeedRetry)
+            )  # a poison item: the folder
             self._note_error(mailbox, describe(exc), permanent=permanent)
             raise Reschedule(delay) from exc
 
@@ -269,7 +271,15 @@ class Watcher:
             self.dispatcher.put(HierarchyChanged(mailbox, "folder-gone"))
             return
         for outcome, key, subject in result.events:
-            log.info("%s %s: %s %s %s", mailbox, target.path, outcome, key, f"({subject})" if subject else "")
+            log.info(
+                "%s %s: %s %s %s",
+                mailbox,
+                target.path,
+                outcome,
+                key,
+                f"({subject})" if subject else "",
+                extra={"mailbox": mailbox, "folder": target.path},
+            )
         self._add_totals(result)
         state.failing = False
         finished = time.monotonic()

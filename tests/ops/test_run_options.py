@@ -80,5 +80,6 @@ def test_run_serves_metrics_and_health_and_logs_json(simulator_factory, tmp_path
     engine.dispose()
     lines = _json_lines(process)
     assert {"time", "level", "logger", "message"} <= set(lines[0])
-    assert any("tracked" in line["message"] and "counted" in line["message"] for line in lines)
+    (tracked,) = [line for line in lines if "tracked" in line["message"] and "counted" in line["message"]]
+    assert tracked["mailbox"] == MAILBOX and tracked["folder"] == "Inbox/Tracked"
     assert lines[-1]["message"] == "stopped"
