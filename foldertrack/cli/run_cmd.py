@@ -1,10 +1,7 @@
 """``foldertrack run``: the watcher in the foreground, as systemd runs it (``Type=notify``).
 
-The command builds the watcher; :class:`Supervisor` starts it and runs the main loop, which is the only
-place that talks to the service manager: ``READY=1`` once the watcher is up, ``STATUS=`` lines,
-``WATCHDOG=1`` pings only while every thread is alive and the sync work is moving (so a wedged loop, a
-dead thread or stuck workers all stop the pings), ``RELOADING=1`` … ``READY=1`` around a SIGHUP reload and
-``STOPPING=1`` on the way out.
+The command reads its options, builds the watcher and hands it to
+:class:`~foldertrack.ops.supervisor.Supervisor`, whose main loop talks to the service manager.
 """
 
 from __future__ import annotations
@@ -13,165 +10,20 @@ import contextlib
 import faulthandler
 import logging
 import signal
-import threading
-import time
-from collections import Counter
 
 import click
 
 from foldertrack.cli.common import config_option
 from foldertrack.config import format_duration, load_config, parse_duration
-from foldertrack.errors import ConfigError, RuleError
+from foldertrack.errors import ConfigError
 from foldertrack.ops.logs import setup_logging
 from foldertrack.ops.notify import Notifier
+from foldertrack.ops.supervisor import Supervisor
 from foldertrack.runtime import build_watcher
-from foldertrack.watch.daemon import Watcher
 
 log = logging.getLogger("foldertrack.run")
 
-EXIT_WEDGED = 70  # a worker died: let systemd restart us
-TICK = 0.5  # seconds between two turns of the main loop (less when the watchdog wants pings sooner)
 DEFAULT_STALL_TIMEOUT = "15m"
-
-
-class Supervisor:
-    """Starts a watcher, keeps the service manager informed, stops it; ``run()`` returns the exit code.
-
-    Thread-safe requests: ``request_stop()`` and ``request_reload()`` (the signal handlers call them).
-    """
-
-    def __init__(self, watcher: Watcher, notifier: Notifier, *, stall_timeout: float = 900.0) -> None:
-        self.watcher = watcher
-        self.notifier = notifier
-        self.stall_timeout = stall_timeout
-        self.ready = False
-        #: why the service is not healthy right now (None: healthy), for logs, STATUS and health checks
-        self.problem: str | None = None
-        self._stop = threading.Event()
-        self._reload = threading.Event()
-        self._waiting_since: float | None = None
-        self._next_ping = 0.0
-        self._status = ""
-        self._reload_note = ""
-        interval = notifier.watchdog_interval
-        self.tick = min(TICK, interval / 2) if interval else TICK
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def request_reload(self) -> None:
-        self._reload.set()
-
-    def run(self) -> int:
-        self.notifier.status("starting: loading rules, resolving folders, subscribing")
-        try:
-            self.watcher.start()
-        except BaseException as exc:
-            self.watcher.stop()
-            if isinstance(exc, RuleError):  # rules that do not load at start: restarting cannot help
-                raise ConfigError(str(exc)) from None
-            raise
-        exit_code = 0
-        try:
-            while not self._stop.is_set():
-                dead = self.watcher.check()
-                if dead:
-                    log.critical("unhealthy: %s; exiting so the service manager restarts us", dead)
-                    self.problem, exit_code = dead, EXIT_WEDGED
-                    break
-                self._turn(time.monotonic())
-                self._stop.wait(self.tick)
-        finally:
-            self.notifier.stopping(f"stopping: {self.problem}" if exit_code else "stopping")
-            self.watcher.stop()
-            self.notifier.close()
-        return exit_code
-
-    # -- one turn of the main loop -------------------------------------------------------------------------
-
-    def _turn(self, now: float) -> None:
-        if self._reload.is_set():
-            self._reload.clear()
-            self._reload_rules()
-        if not self.ready and self.watcher.ready.is_set():
-            self.ready = True
-            self._status = self.status_line()
-            self.notifier.ready(self._status)
-            log.info("ready: %s", self._status)
-        self._check_progress(now)
-        status = self.status_line()
-        if status != self._status:
-            self._status = status
-            self.notifier.status(status)
-        if self.problem is None and self.notifier.watchdog_interval and now >= self._next_ping:
-            self.notifier.watchdog()
-            self._next_ping = now + self.notifier.watchdog_interval
-
-    def _reload_rules(self) -> None:
-        log.info("SIGHUP received: reloading rules")
-        if not self.ready:  # still starting: READY=1 has not been sent, so no RELOADING=1 either
-            self._reload_safely()
-            return
-        self.notifier.reloading("reloading rules")
-        ok = self._reload_safely()
-        self._reload_note = "" if ok else "last reload failed, previous rules kept (see log)"
-        self._status = self.status_line()
-        self.notifier.ready(self._status)
-
-    def _reload_safely(self) -> bool:
-        try:
-            return self.watcher.reload_rules()
-        except Exception:  # a reload must never take the running watcher down (e.g. unreadable directory)
-            log.exception("rules reload failed")
-            return False
-
-    def _check_progress(self, now: float) -> None:
-        """Stuck sync workers: work queued or running and none finished for ``stall_timeout`` seconds."""
-        dispatcher = self.watcher.dispatcher
-        backlog = sum(dispatcher.backlog().values())
-        if not backlog:
-            self._waiting_since = None
-        elif self._waiting_since is None:
-            self._waiting_since = now
-        problem = None
-        if backlog and self.stall_timeout and self._waiting_since is not None:
-            quiet = now - max(dispatcher.last_progress, self._waiting_since)
-            if quiet > self.stall_timeout:
-                problem = (
-                    f"stalled: sync workers finished nothing for {quiet:.0f}s "
-                    f"with {backlog} piece(s) of work queued or running"
-                )
-        if problem and not self.problem:
-            log.error("%s; withholding watchdog pings so the service manager restarts us", problem)
-        elif self.problem and not problem:
-            log.warning("sync workers are making progress again")
-        self.problem = problem
-
-    def status_line(self) -> str:
-        """One line for ``systemctl status``: mailboxes, folders, modes, what this run tracked, trouble."""
-        states = self.watcher.mailbox_states()
-        modes = Counter(s.health()["mode"] for s in states)
-        mode_text = f"{modes.pop('streaming', 0)} streaming, {modes.pop('polling', 0)} polling"
-        mode_text += "".join(f", {n} {mode}" for mode, n in sorted(modes.items()))
-        folders = sum(len(s.targets) for s in states)
-        totals = self.watcher.totals
-        parts = [
-            f"watching {_count(len(states), 'mailbox', 'mailboxes')}, {_count(folders, 'folder')}",
-            mode_text,
-            f"{totals.tracked:,} tracked since start",
-        ]
-        if totals.dead_lettered:
-            parts.append(f"{totals.dead_lettered:,} dead-lettered")
-        backlog = sum(self.watcher.dispatcher.backlog().values())
-        if backlog:
-            parts.append(f"backlog {backlog:,}")
-        parts += [note for note in (self._reload_note, self.problem) if note]
-        line = "; ".join(parts)
-        return line if self.ready else f"starting: {line}"
-
-
-def _count(n: int, singular: str, plural: str | None = None) -> str:
-    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
 
 
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
@@ -234,13 +86,12 @@ def run(
     address = metrics_address or config.metrics.address
     metrics = None
     if address:
-        from foldertrack.ops.metrics import start_metrics
+        from foldertrack.ops.listener import start_metrics
 
         try:
             metrics = start_metrics(address, watcher)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"metrics address {address}: {exc}") from exc
-        log.info("metrics and health on %s", metrics.url)
     supervisor = Supervisor(watcher, Notifier(), stall_timeout=stall_timeout)
 
     def on_stop(signum, _frame):

@@ -11,7 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from foldertrack.ops.health import health_problem
-from foldertrack.ops.metrics import MetricsServer, PrometheusObserver, parse_address, start_metrics
+from foldertrack.ops.listener import MetricsServer, parse_address, start_metrics
+from foldertrack.ops.metrics import PrometheusObserver
 from foldertrack.simulator import MailSpec
 from foldertrack.sync import SyncResult
 from foldertrack.testing.harness import Harness, options_for_tests, wait_until

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from foldertrack.cli.run_cmd import EXIT_WEDGED, Supervisor
 from foldertrack.exchange.connection import ExchangeConnector, ExchangeSettings
 from foldertrack.ops.notify import Notifier
+from foldertrack.ops.supervisor import EXIT_WEDGED, Supervisor
 from foldertrack.simulator import MailSpec
 from foldertrack.sinks.sql import SqlActivitySink
 from foldertrack.state.database import open_database, upgrade_database

@@ -50,9 +50,9 @@ def test_run_serves_metrics_and_health_and_logs_json(simulator_factory, tmp_path
         url = wait_until(
             lambda: next(
                 (
-                    line["message"].rsplit(" ", 1)[-1]
+                    line["message"].split()[2].removesuffix("/metrics,")
                     for line in _json_lines(process)
-                    if line["message"].startswith("metrics and health on ")
+                    if line["message"].startswith("metrics on ")
                 ),
                 None,
             ),

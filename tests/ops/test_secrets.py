@@ -25,8 +25,9 @@ from click.testing import CliRunner
 from sqlalchemy import MetaData, select
 
 from foldertrack.cli import main
+from foldertrack.ops.listener import start_metrics
 from foldertrack.ops.logs import register_credentials, setup_logging
-from foldertrack.ops.metrics import PrometheusObserver, start_metrics
+from foldertrack.ops.metrics import PrometheusObserver
 from foldertrack.simulator import MailSpec
 from foldertrack.state.database import open_database, upgrade_database
 from foldertrack.state.records import RecordDirectory
