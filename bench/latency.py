@@ -1,0 +1,204 @@
+"""Move → activity latency of the watcher, while streaming and while polling (a script, no assertions).
+
+    python bench/latency.py [--mailboxes 50] [--folders 5] [--moves 500] [--rate 5] [--poll-interval 2]
+                            [--in-process] [--quick]
+
+Moves arrive as a Poisson process (``--rate`` per second over all mailboxes), each into a random tracked
+folder of a random mailbox. Latency = the time a thread polling the SQLite database every 5 ms first sees
+the committed activity, minus the time the move call on the simulator returned ("visible"). The
+``tracked_at`` column (stamped by the SQL sink just before the commit) gives a second figure ("written").
+Phase 2 forces polling honestly: the simulator answers every ``GetStreamingEvents`` with HTTP 503
+(``sim.faults.refuse_streams``), so the stream reader fails, every mailbox falls back to polling every
+``--poll-interval`` seconds, and the stream keeps being retried with back-off (each failed retry also
+triggers a catch-up of every folder, as in production).
+Targets (DESIGN "Quality bars"): streaming p50 ≤ 0.2 s, p99 ≤ 1 s; polling ≤ poll_interval + 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from collections import Counter
+
+from _common import (
+    FOLDER,
+    ActivityPoller,
+    Move,
+    SyncTimes,
+    address,
+    configure_logs,
+    cpu_label,
+    latency_line,
+    load,
+    machine,
+    percentile,
+    poisson_offsets,
+    records_csv,
+    rules_yaml,
+    sim_object,
+    simulator,
+    verdict,
+)
+
+from foldertrack.testing.harness import USER_PASSWORD, Harness
+
+
+def plan(staged, order, offsets, folders, rng) -> list[Move]:
+    """One move per offset: the next staged mail of the mailbox ``order`` names, into a random folder."""
+    cursor = {a: 0 for a in staged}
+    moves = []
+    for offset, mailbox in zip(offsets, order, strict=True):
+        item_id, subject = staged[mailbox][cursor[mailbox]]
+        cursor[mailbox] += 1
+        moves.append(Move(offset, mailbox, item_id, FOLDER.format(rng.randrange(folders)), subject))
+    return moves
+
+
+def run_phase(name, driver, poller, syncs, moves, timeout) -> dict[str, float]:
+    """Play ``moves``, wait until they are all visible, print the figures of the phase."""
+    syncs.take()
+    before_stats = driver.stats()["requests"]
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    done = driver.play(moves)
+    subjects = [s for s, _, _ in done]
+    complete = poller.wait_for(subjects, timeout)
+    wall = time.monotonic() - wall0
+    cpu = time.process_time() - cpu0
+    after_stats = driver.stats()["requests"]
+    visible = [poller.seen[s] - after for s, _, after in done if s in poller.seen]
+    written = [poller.tracked_at[s] - after for s, _, after in done if s in poller.tracked_at]
+    missing = len(done) - len(visible)
+    print(f"\n[{name}] {len(done)} moves over {done[-1][2] - done[0][1]:.1f} s")
+    print(f"  visible  {latency_line(visible)}")
+    print(f"  written  {latency_line(written)}")
+    if missing or not complete:
+        print(f"  {missing} move(s) NOT tracked within {timeout:.0f} s after the last move")
+    ops = {k: after_stats.get(k, 0) - before_stats.get(k, 0) for k in after_stats}
+    print(
+        "  EWS requests during the phase: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(ops.items()) if v and k != "MoveItem")
+    )
+    samples = syncs.take()
+    print(f"  catch-up syncs: {len(samples)}; duration {latency_line([d for d, _ in samples])}")
+    print(f"  first trigger → commit         {latency_line([a for _, a in samples])}")
+    print(f"  {cpu_label(driver)} {cpu / wall * 100:.0f} % of one core over the phase")
+    ordered = sorted(visible)
+    return {
+        "p50": percentile(ordered, 50),
+        "p95": percentile(ordered, 95),
+        "p99": percentile(ordered, 99),
+        "max": ordered[-1] if ordered else float("nan"),
+        "missing": missing,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mailboxes", type=int, default=50)
+    parser.add_argument("--folders", type=int, default=5, help="tracked folders per mailbox")
+    parser.add_argument("--moves", type=int, default=500, help="moves per phase")
+    parser.add_argument("--rate", type=float, default=5.0, help="moves per second over all mailboxes")
+    parser.add_argument("--poll-interval", type=float, default=2.0)
+    parser.add_argument("--workers", type=int, default=4, help="sync workers (WatchOptions.workers)")
+    parser.add_argument("--in-process", action="store_true", help="run the simulator in this process")
+    parser.add_argument("--skip-polling", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="100 moves per phase at 10/s")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--verbose", action="store_true", help="show the watcher's warnings")
+    args = parser.parse_args()
+    if args.quick:
+        args.moves, args.rate = 100, 10.0
+    configure_logs(args.verbose)
+    print(machine())
+    print(
+        f"latency: {args.mailboxes} mailboxes x {args.folders} tracked folders, {args.moves} moves per phase "
+        f"at {args.rate:g}/s (Poisson), poll_interval {args.poll_interval:g} s, {args.workers} workers, "
+        f"simulator {'in this process' if args.in_process else 'in a child process'}"
+    )
+    rng = random.Random(args.seed)
+    addresses = [address(n) for n in range(args.mailboxes)]
+    phases = ["streaming"] + ([] if args.skip_polling else ["polling"])
+    orders = {p: [rng.choice(addresses) for _ in range(args.moves)] for p in phases}
+    counts = Counter(a for order in orders.values() for a in order)
+    started = time.monotonic()
+    results = {}
+    with simulator(args.in_process) as driver, tempfile.TemporaryDirectory(prefix="ft-bench-") as tmp:
+        t0 = time.monotonic()
+        staged = driver.setup(addresses, args.folders, dict(counts), USER_PASSWORD, tag="lat")
+        print(f"simulator set up in {time.monotonic() - t0:.1f} s ({sum(counts.values())} mails staged)")
+        with Harness(
+            tmp, simulator=sim_object(driver), poll_interval=args.poll_interval, workers=args.workers
+        ) as h:
+            h.import_records(records_csv(args.folders))
+            h.write_rules(rules_yaml(addresses, args.folders))
+            t0 = time.monotonic()
+            syncs = SyncTimes()
+            h.start_watcher(observer=syncs)
+            ready = time.monotonic() - t0
+            h.settle(120)
+            print(
+                f"watcher ready in {ready:.1f} s, idle after the start-up catch-up in {time.monotonic() - t0:.1f} s"
+            )
+            with ActivityPoller(h.database_url) as poller:
+                # phase 1: streaming
+                offsets = poisson_offsets(args.moves, args.rate, args.seed)
+                split = Counter(orders["streaming"])
+                first = {a: items[: split[a]] for a, items in staged.items()}
+                results["streaming"] = run_phase(
+                    "streaming",
+                    driver,
+                    poller,
+                    syncs,
+                    plan(first, orders["streaming"], offsets, args.folders, rng),
+                    30,
+                )
+                if "polling" in phases:
+                    rest = {a: items[split[a] :] for a, items in staged.items()}
+                    driver.fault("refuse_streams", 503)
+                    driver.fault("drop_streams")
+                    t0 = time.monotonic()
+                    while time.monotonic() - t0 < 60:
+                        modes = Counter(s.mode for s in h.watcher.mailbox_states())
+                        if modes.get("polling") == args.mailboxes:
+                            break
+                        time.sleep(0.05)
+                    print(
+                        f"\nstreams refused (HTTP 503): modes {dict(modes)} after {time.monotonic() - t0:.1f} s"
+                    )
+                    h.settle(60)
+                    streams0 = driver.stats()["requests"].get("GetStreamingEvents", 0)
+                    offsets = poisson_offsets(args.moves, args.rate, args.seed + 1)
+                    results["polling"] = run_phase(
+                        "polling",
+                        driver,
+                        poller,
+                        syncs,
+                        plan(rest, orders["polling"], offsets, args.folders, rng),
+                        30 + args.poll_interval,
+                    )
+                    streams = driver.stats()["requests"].get("GetStreamingEvents", 0) - streams0
+                    modes = Counter(s.mode for s in h.watcher.mailbox_states())
+                    print(
+                        f"  modes at the end: {dict(modes)}; {streams} stream attempt(s) were refused meanwhile"
+                    )
+                    driver.fault("clear")
+    print("\nsummary (visible latency)")
+    s = results["streaming"]
+    print(
+        f"  streaming: p50 {s['p50'] * 1000:.0f} ms (target ≤ 200), p99 {s['p99'] * 1000:.0f} ms (target ≤ 1000): "
+        + verdict(s["p50"] <= 0.2 and s["p99"] <= 1.0 and not s["missing"])
+    )
+    if "polling" in results:
+        p = results["polling"]
+        bound = args.poll_interval + 1
+        print(
+            f"  polling:   p99 {p['p99'] * 1000:.0f} ms, max {p['max'] * 1000:.0f} ms "
+            f"(target ≤ {bound * 1000:.0f}): " + verdict(p["max"] <= bound and not p["missing"])
+        )
+    print(f"total run time {time.monotonic() - started:.0f} s; {load()} at the end")
+
+
+if __name__ == "__main__":
+    main()
