@@ -397,7 +397,8 @@ SETTINGS: tuple[Setting, ...] = (
         "safety_sync_interval",
         _duration(True),
         "15m",
-        "Safety-net sync of every folder, even while streaming.",
+        "Safety-net sync of every folder, even while streaming (each mailbox at a random point "
+        "between half and one and a half times this, so they are spread out).",
     ),
     Setting("watch", "workers", _integer(1), 4, "Sync worker threads."),
     Setting("watch", "debounce", _duration(False), "50ms", "Wait this long to merge a burst of events."),

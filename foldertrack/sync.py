@@ -35,6 +35,7 @@ from foldertrack.targets import Target
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 512
+EMPTY_SYNC_WRITE_INTERVAL = timedelta(minutes=1)
 _RECEIVED = frozenset({FieldPath(field=Message.get_field_by_fieldname("datetime_received"))})
 
 
@@ -136,6 +137,8 @@ def _apply_page(
     result: SyncResult,
     replay: list[str],
 ) -> None:
+    if not changes and not replay and state is not None and row.backfill_done and _synced_lately(row):
+        return  # nothing happened: keep the saved sync state (still valid) and write nothing
     creates = [
         (item.id, getattr(item, "datetime_received", None)) for kind, item in changes if kind == "create"
     ]
@@ -216,6 +219,16 @@ def _apply_page(
         return
     if retry_later:
         raise ItemsNeedRetry(f"{len(failed)} item(s) in {target.path} failed; will retry")
+
+
+def _synced_lately(row) -> bool:
+    """Whether ``status`` already shows a recent "last sync" for the folder (then an empty sync need not
+    write at all; otherwise it records its time once a minute)."""
+    last = row.last_sync_at
+    if last is None:
+        return False
+    last = last if last.tzinfo else last.replace(tzinfo=UTC)
+    return datetime.now(UTC) - last < EMPTY_SYNC_WRITE_INTERVAL
 
 
 def _backfill_cutoff(target: Target, row) -> datetime | None:

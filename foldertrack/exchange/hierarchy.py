@@ -34,6 +34,7 @@ class FolderTree:
     nodes: dict[str, FolderNode] = field(default_factory=dict)
     sync_state: str | None = None
     trash_id: str | None = None  # Deleted Items: a folder moved below it counts as deleted
+    revision: int = 0  # bumped by every change applied: unchanged means nothing to re-resolve
 
     def in_trash(self, folder_id: str) -> bool:
         """True when the folder is Deleted Items or below it (how Outlook deletes a folder)."""
@@ -96,6 +97,7 @@ class FolderTree:
             yield from self.descendants(child.id)
 
     def apply(self, change_type: str, folder_id: str, node: FolderNode | None) -> None:
+        self.revision += 1
         if change_type == "delete":
             self.nodes.pop(folder_id, None)
         elif node is not None:

@@ -5,6 +5,8 @@ SQL sink's) into one transaction: that is what makes tracking exactly once.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,12 +41,41 @@ class FolderPlan:
     status: str  # active | stale_path
 
 
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+class WriterBusy(Exception):
+    """``writing(engine, wait=False)``: another thread of ours is writing to this SQLite database."""
+
+
+def _writer_lock(engine: Engine) -> threading.RLock | None:
+    """SQLite has one writer at a time, and a writer waiting on its busy timeout sleeps in steps of up to
+    100 ms instead of waking when the lock frees. Our own threads therefore queue on a Python lock first
+    (woken at once); other processes are still waited for by the busy timeout. PostgreSQL: None."""
+    if engine.dialect.name != "sqlite":
+        return None
+    with _SQLITE_WRITERS_GUARD:
+        lock = _SQLITE_WRITERS.get(engine)
+        if lock is None:
+            lock = _SQLITE_WRITERS[engine] = threading.RLock()
+    return lock
+
+
 @contextmanager
-def writing(engine: Engine) -> Iterator[Connection]:
+def writing(engine: Engine, *, wait: bool = True) -> Iterator[Connection]:
     """A write transaction; on SQLite it takes the write lock at BEGIN, so concurrent writers wait for
-    each other (busy timeout) instead of failing with "database is locked" when a read turns into a write."""
-    with engine.connect().execution_options(**{SQLITE_BEGIN_OPTION: "immediate"}) as conn, conn.begin():
-        yield conn
+    each other instead of failing with "database is locked" when a read turns into a write. With
+    ``wait=False`` it raises WriterBusy rather than queue behind our other writers (advisory writes)."""
+    lock = _writer_lock(engine)
+    if lock is not None and not lock.acquire(blocking=wait):
+        raise WriterBusy("another thread is writing to the database")
+    try:
+        with engine.connect().execution_options(**{SQLITE_BEGIN_OPTION: "immediate"}) as conn, conn.begin():
+            yield conn
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 # -- tracked folders -----------------------------------------------------------------------------------------
@@ -393,7 +424,7 @@ def set_health(engine: Engine, mailbox: str, *, instance: str | None = None, **v
 def write_health(engine: Engine, rows: dict[str, dict], *, instance: str | None = None) -> None:
     """Upsert several mailboxes' health rows in one transaction (the watcher's timer, every tick)."""
     now = utcnow()
-    with writing(engine) as conn:
+    with writing(engine, wait=False) as conn:  # health is advisory: never hold the timer up
         for mailbox, values in rows.items():
             values = {**values, "updated_at": now, "instance": instance}
             result = conn.execute(

@@ -8,6 +8,7 @@ for the rules directory. ``Watcher.check()`` tells a supervisor whether every th
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -40,8 +41,10 @@ from foldertrack.watch.streaming import MAX_IDS_PER_STREAM, StreamGroup, Subscri
 log = logging.getLogger("foldertrack.watch")
 
 EVENT_TYPES = ("CopiedEvent", "CreatedEvent", "DeletedEvent", "ModifiedEvent", "MovedEvent", "NewMailEvent")
-POLL_AFTER_FAILURES = 2
-REPLAY_CHECK_INTERVAL = 2.0  # seconds between looks for dead letters `foldertrack retry` queued  # subscription or stream failures in a row before a mailbox polls
+POLL_AFTER_FAILURES = 2  # subscription or stream failures in a row before a mailbox polls
+#: hierarchy reasons that re-resolve even when the folder tree did not change (records may have changed)
+FULL_RESOLVE_REASONS = frozenset({"start", "rules-reloaded", "safety-net", "folder-gone", "mailbox-removed"})
+REPLAY_CHECK_INTERVAL = 2.0  # seconds between looks for dead letters `foldertrack retry` queued
 
 
 @dataclass(frozen=True)
@@ -314,6 +317,15 @@ class Watcher:
             return
         account = self.connector.account(mailbox)
         state.tree = load_tree(account, state.tree)
+        resolved_for = (state.tree.revision, state.rules)
+        if (
+            state.resolved
+            and state.resolved_for is not None
+            and state.resolved_for[0] == resolved_for[0]
+            and state.resolved_for[1] is state.rules
+            and not FULL_RESOLVE_REASONS.intersection(reasons)
+        ):
+            return  # same folders, same rules (a folder's item count changed): nothing to re-resolve
         with self.engine.connect() as conn:
             pins = store.pins(conn, mailbox)
         finder = self._find_record
@@ -357,6 +369,7 @@ class Watcher:
             resubscribe = state.watch_ids != state.subscribed_ids or state.subscription_id is None
             first = not state.resolved
             state.resolved = True
+            state.resolved_for = resolved_for
         for folder_id in state.targets:
             if folder_id in new or folder_id not in previous:
                 self.dispatcher.put(
@@ -503,7 +516,9 @@ class Watcher:
             if state is None:
                 continue
             group = self._groups[state.group] if state.group is not None else None
-            if group is not None and group.failures >= POLL_AFTER_FAILURES and state.mode != "polling":
+            if state.mode == "polling":
+                continue  # the poll timer syncs it anyway: another failed retry adds nothing
+            if group is not None and group.failures >= POLL_AFTER_FAILURES:
                 self._set_mode(state, "polling", describe(exc))
             self._catch_up_mailbox(state, "stream-lost")
 
@@ -538,7 +553,8 @@ class Watcher:
         state.mode = mode
         state.last_error = error
         if mode == "polling":
-            state.next_poll = time.monotonic() + self.options.poll_interval
+            # each mailbox its own phase: many entering polling together must not all poll on one tick
+            state.next_poll = time.monotonic() + self.options.poll_interval * random.random()
         if previous != mode:
             self.observer.mode_changed(state.mailbox, previous, mode)
             level = logging.INFO if mode == "streaming" else logging.WARNING
@@ -588,9 +604,9 @@ class Watcher:
                 ):
                     self.dispatcher.put(SubscribeMailbox(state.mailbox, "poll-retry"))
             if state.next_safety == 0.0:
-                state.next_safety = now + self.options.safety_sync_interval
+                state.next_safety = now + self._safety_delay()
             elif now >= state.next_safety:
-                state.next_safety = now + self.options.safety_sync_interval
+                state.next_safety = now + self._safety_delay()
                 self.dispatcher.put(HierarchyChanged(state.mailbox, "safety-net"))
                 for folder_id in list(state.targets):
                     self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "safety-net"))
@@ -605,6 +621,11 @@ class Watcher:
                 )
                 group.last_envelope = now
                 group.kill_stream()
+
+    def _safety_delay(self) -> float:
+        """The safety-net interval, ±50 % at random, so a thousand mailboxes are not all re-synced at once
+        (a mail moved meanwhile would wait behind thousands of syncs)."""
+        return self.options.safety_sync_interval * random.uniform(0.5, 1.5)
 
     def _flush_health(self, states: list[MailboxState]) -> None:
         """Write each mailbox's mode, last error, last event time and backlog to its health row when they

@@ -25,6 +25,7 @@ class MailboxState:
     next_poll: float = 0.0
     next_safety: float = 0.0
     resolved: bool = False
+    resolved_for: tuple | None = None  # (tree revision, rules) the current targets were resolved from
     last_error: str | None = None
     last_event_at: datetime | None = None  # set by the stream reader, written to the database by the timer
     start_failed: bool = False  # its start-up (folders, subscription) failed once: readiness goes on

@@ -25,7 +25,8 @@ from foldertrack.retry import RESUBSCRIBE_ERRORS, Backoff, describe, server_back
 log = logging.getLogger(__name__)
 
 MAX_IDS_PER_STREAM = 200  # EWS limit of subscription ids per GetStreamingEvents request
-COALESCE_SECONDS = 0.05  # wait this long for more subscriptions before (re)issuing a stream
+COALESCE_SECONDS = 0.05  # (re)issue a stream once its subscriptions have not changed for this long…
+MAX_COALESCE_SECONDS = 2.0  # …but no later than this after the first change (a start-up subscribing many)
 
 
 class HeartbeatStreamingEvents(GetStreamingEvents):
@@ -85,6 +86,7 @@ class StreamGroup:
         self._lock = threading.Condition()
         self._subs: dict[str, Subscription] = {}  # subscription id → subscription
         self._changed = False
+        self._last_change = 0.0
         self._stopping = False
         self._service: GetStreamingEvents | None = None
         self._thread: threading.Thread | None = None
@@ -99,6 +101,7 @@ class StreamGroup:
         with self._lock:
             self._subs[sub.subscription_id] = sub
             self._changed = True
+            self._last_change = time.monotonic()
             self._lock.notify_all()
         self._interrupt()
 
@@ -107,6 +110,7 @@ class StreamGroup:
             if self._subs.pop(subscription_id, None) is None:
                 return
             self._changed = True
+            self._last_change = time.monotonic()
         self._interrupt()
 
     def size(self) -> int:
@@ -149,7 +153,7 @@ class StreamGroup:
                     self._lock.wait()
                 if self._stopping:
                     return
-                self._lock.wait(COALESCE_SECONDS)  # let a burst of (re)subscriptions settle first
+                self._settle()  # let a burst of (re)subscriptions settle first: one stream for all of them
                 if self._stopping:
                     return
                 subs = dict(self._subs)
@@ -211,6 +215,17 @@ class StreamGroup:
                     self._service = None
                 with contextlib.suppress(Exception):  # already closed
                     service.stop_streaming()
+
+    def _settle(self) -> None:
+        """Wait (holding the condition) until no subscription was added or removed for COALESCE_SECONDS,
+        or MAX_COALESCE_SECONDS passed."""
+        started = time.monotonic()
+        while not self._stopping:
+            now = time.monotonic()
+            quiet_left = COALESCE_SECONDS - (now - self._last_change)
+            if quiet_left <= 0 or now - started >= MAX_COALESCE_SECONDS:
+                return
+            self._lock.wait(min(quiet_left, MAX_COALESCE_SECONDS - (now - started)))
 
     def _opened(self) -> None:
         """The server accepted the stream. A healthy group reports this request's mailboxes connected now;
