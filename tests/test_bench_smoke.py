@@ -1,0 +1,32 @@
+"""The benchmark scripts still run, on tiny sizes (their figures are measured by hand; see README
+"Measured"). Only that they complete and print their summary is checked: never a timing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+RUNS = {
+    "burst": ["--mails", "40", "--spread", "4", "--folders", "2"],
+    "latency": ["--mailboxes", "4", "--folders", "2", "--moves", "10", "--rate", "20", "--poll-interval", "1"],
+    "scale": ["--mailboxes", "20", "--folders", "2", "--idle", "1", "--sample", "4"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(RUNS))
+def test_benchmark_script_runs_on_tiny_sizes(script):
+    result = subprocess.run(
+        [sys.executable, str(BENCH / f"{script}.py"), *RUNS[script]],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stdout.startswith("machine: ")
+    assert "summary" in result.stdout or "RSS at the end" in result.stdout
