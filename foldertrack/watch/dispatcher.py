@@ -24,6 +24,9 @@ from foldertrack.watch.events import FolderChanged, HierarchyChanged, SubscribeM
 log = logging.getLogger(__name__)
 
 WorkKey = tuple[str, ...]
+#: Reasons of routine work (the polling timer, the safety net): it runs only when no work triggered by an
+#: event, a stream loss or a retry is due, so a mail moved during a safety-net round is not queued behind it.
+BACKGROUND_REASONS = frozenset({"poll", "safety-net"})
 Event = FolderChanged | HierarchyChanged | SubscribeMailbox
 
 
@@ -72,7 +75,9 @@ class Dispatcher:
         self._backoff = backoff or Backoff()
         self._name = name
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, WorkKey]] = []
+        # two queues: work triggered by something (first) and routine background work
+        self._heaps: dict[bool, list[tuple[float, int, WorkKey]]] = {False: [], True: []}
+        self._queued_in: dict[WorkKey, bool] = {}  # key → the queue (background?) its live entry is in
         self._due: dict[WorkKey, float] = {}
         self._reasons: dict[WorkKey, list[str]] = defaultdict(list)
         self._first_trigger: dict[WorkKey, float] = {}  # monotonic time of the oldest unserved trigger
@@ -105,12 +110,20 @@ class Dispatcher:
                 return
             self._schedule(key, time.monotonic() + delay)
 
+    def _is_background(self, key: WorkKey) -> bool:
+        reasons = self._reasons.get(key)
+        return bool(reasons) and all(r in BACKGROUND_REASONS for r in reasons)
+
     def _schedule(self, key: WorkKey, due: float) -> None:
+        background = self._is_background(key)
         current = self._due.get(key)
-        if current is not None and current <= due:
-            return
+        if current is not None:
+            if self._queued_in.get(key) == background and current <= due:
+                return
+            due = min(due, current)  # moves queue (promoted to triggered work) or comes due sooner
         self._due[key] = due
-        heapq.heappush(self._heap, (due, next(self._seq), key))
+        self._queued_in[key] = background
+        heapq.heappush(self._heaps[background], (due, next(self._seq), key))
         self._cond.notify()
 
     def idle(self) -> bool:
@@ -141,32 +154,15 @@ class Dispatcher:
         with self._cond:
             while not self._stopping:
                 now = time.monotonic()
-                deferred: list[tuple[float, int, WorkKey]] = []
                 chosen: WorkKey | None = None
                 wake = now + 1.0
-                while self._heap:
-                    due, seq, key = self._heap[0]
-                    if self._due.get(key) != due:
-                        heapq.heappop(self._heap)  # superseded entry
-                        continue
-                    if due > now:
-                        wake = min(wake, due)
+                for background in (False, True):  # triggered work first
+                    chosen, wake = self._take_due(background, now, wake)
+                    if chosen is not None:
                         break
-                    heapq.heappop(self._heap)
-                    mailbox = key[1]
-                    blocked = self._blocked.get(mailbox, 0.0)
-                    if mailbox in self._busy_mailboxes or blocked > now:
-                        later = blocked if blocked > now else now + 0.02
-                        deferred.append((max(later, due), seq, key))
-                        continue
-                    chosen = key
-                    break
-                for due, seq, key in deferred:
-                    self._due[key] = due
-                    heapq.heappush(self._heap, (due, seq, key))
-                    wake = min(wake, due)
                 if chosen is not None:
                     del self._due[chosen]
+                    del self._queued_in[chosen]
                     self._running.add(chosen)
                     self._busy_mailboxes.add(chosen[1])
                     reasons = self._reasons.pop(chosen, [])
@@ -174,6 +170,34 @@ class Dispatcher:
                     return chosen, reasons, first
                 self._cond.wait(max(0.005, wake - now))
             return None
+
+    def _take_due(self, background: bool, now: float, wake: float) -> tuple[WorkKey | None, float]:
+        """The first due key of one queue whose mailbox is free (caller holds the lock), and when to wake."""
+        heap = self._heaps[background]
+        deferred: list[tuple[float, int, WorkKey]] = []
+        chosen: WorkKey | None = None
+        while heap:
+            due, seq, key = heap[0]
+            if self._due.get(key) != due or self._queued_in.get(key) != background:
+                heapq.heappop(heap)  # superseded entry
+                continue
+            if due > now:
+                wake = min(wake, due)
+                break
+            heapq.heappop(heap)
+            mailbox = key[1]
+            blocked = self._blocked.get(mailbox, 0.0)
+            if mailbox in self._busy_mailboxes or blocked > now:
+                later = blocked if blocked > now else now + 0.02
+                deferred.append((max(later, due), seq, key))
+                continue
+            chosen = key
+            break
+        for due, seq, key in deferred:
+            self._due[key] = due
+            heapq.heappush(heap, (due, seq, key))
+            wake = min(wake, due)
+        return chosen, wake
 
     def _work(self) -> None:
         while True:
