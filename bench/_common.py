@@ -8,6 +8,7 @@ wire: the watcher then has this process (and its GIL) to itself, and its CPU and
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import multiprocessing as mp
 import os
@@ -27,6 +28,16 @@ DOMAIN = "bench.example"
 
 
 # -- the machine -------------------------------------------------------------------------------------------
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, quick_help: str) -> None:
+    """The options every benchmark script has: folders, workers, where the simulator runs, seed, logs."""
+    parser.add_argument("--folders", type=int, default=5, help="tracked folders per mailbox")
+    parser.add_argument("--workers", type=int, default=4, help="sync workers (WatchOptions.workers)")
+    parser.add_argument("--in-process", action="store_true", help="run the simulator in this process")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--verbose", action="store_true", help="show the watcher's warnings")
 
 
 def machine() -> str:

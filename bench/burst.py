@@ -19,6 +19,7 @@ from _common import (
     FOLDER,
     ActivityPoller,
     Move,
+    add_common_arguments,
     address,
     configure_logs,
     cpu_label,
@@ -79,12 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=1000)
     parser.add_argument("--spread", type=int, default=20, help="mailboxes of round 2")
-    parser.add_argument("--folders", type=int, default=5, help="tracked folders per mailbox")
-    parser.add_argument("--workers", type=int, default=4, help="sync workers (WatchOptions.workers)")
-    parser.add_argument("--in-process", action="store_true", help="run the simulator in this process")
-    parser.add_argument("--quick", action="store_true", help="200 mails")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--verbose", action="store_true", help="show the watcher's warnings")
+    add_common_arguments(parser, quick_help="200 mails")
     args = parser.parse_args()
     if args.quick:
         args.mails = 200

@@ -27,6 +27,7 @@ from _common import (
     ActivityPoller,
     Move,
     SyncTimes,
+    add_common_arguments,
     address,
     configure_logs,
     cpu_label,
@@ -97,16 +98,11 @@ def run_phase(name, driver, poller, syncs, moves, timeout) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mailboxes", type=int, default=50)
-    parser.add_argument("--folders", type=int, default=5, help="tracked folders per mailbox")
     parser.add_argument("--moves", type=int, default=500, help="moves per phase")
     parser.add_argument("--rate", type=float, default=5.0, help="moves per second over all mailboxes")
     parser.add_argument("--poll-interval", type=float, default=2.0)
-    parser.add_argument("--workers", type=int, default=4, help="sync workers (WatchOptions.workers)")
-    parser.add_argument("--in-process", action="store_true", help="run the simulator in this process")
     parser.add_argument("--skip-polling", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="100 moves per phase at 10/s")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--verbose", action="store_true", help="show the watcher's warnings")
+    add_common_arguments(parser, quick_help="100 moves per phase at 10/s")
     args = parser.parse_args()
     if args.quick:
         args.moves, args.rate = 100, 10.0

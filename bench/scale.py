@@ -27,6 +27,7 @@ from _common import (
     FOLDER,
     ActivityPoller,
     Move,
+    add_common_arguments,
     address,
     configure_logs,
     cpu_label,
@@ -68,14 +69,9 @@ def sample_moves(sample, staged, n, args, rng) -> list[Move]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mailboxes", type=int, default=1000)
-    parser.add_argument("--folders", type=int, default=5, help="tracked folders per mailbox")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU measurement")
     parser.add_argument("--sample", type=int, default=50, help="mailboxes that get one move each at the end")
-    parser.add_argument("--workers", type=int, default=4, help="sync workers (WatchOptions.workers)")
-    parser.add_argument("--in-process", action="store_true", help="run the simulator in this process")
-    parser.add_argument("--quick", action="store_true", help="200 mailboxes, 10 s idle, 20 moves")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--verbose", action="store_true", help="show the watcher's warnings")
+    add_common_arguments(parser, quick_help="200 mailboxes, 10 s idle, 20 moves")
     args = parser.parse_args()
     if args.quick:
         args.mailboxes, args.idle, args.sample = 200, 10.0, 20
