@@ -237,6 +237,7 @@ class Watcher:
             if back_off is None:  # no BackOffMilliseconds (HTTP 503, closed connection): our own back-off
                 back_off = self.dispatcher.note_failure(key)
             self.observer.error(mailbox, kind, "ErrorServerBusy")
+            self._note_error(mailbox, describe(exc), permanent=False)
             log.warning(
                 "%s: %s throttled by Exchange (%s), backing off this mailbox %.1fs",
                 mailbox,

@@ -204,3 +204,26 @@ def test_a_mailbox_that_does_not_exist_does_not_hold_the_others_back(tmp_path):
                 )
             ).scalar_one()
         assert error.startswith("ErrorNonExistentMailbox")
+
+
+def test_start_while_exchange_throttles_becomes_ready_and_catches_up(simulator_factory, tmp_path):
+    """A transient failure at start (here throttling, as during a mailbox move or an outage) must not keep
+    READY back: the service would be killed by its start timeout although it recovers by itself."""
+    sim = simulator_factory(heartbeat=0.3)
+    with Harness(tmp_path, simulator=sim, **options_for_tests()) as h:
+        h.import_records(RECORDS)
+        for address in (ALICE, BOB):
+            h.add_mailbox(address).create_folder("Inbox/Customers/Contoso")
+        h.write_rules(RULES)
+        sim.faults.server_busy(seconds=4.0, backoff_ms=500)
+        h.start_watcher(ready_timeout=2.5)  # ready while every request is still being throttled
+        assert sim.faults.injected.get("busy", 0) > 0
+        assert _modes(h).keys() <= {ALICE, BOB} and not any(s.resolved for s in h.watcher.mailbox_states())
+        for n, address in enumerate((ALICE, BOB)):
+            item = sim.deliver(
+                address, MailSpec(subject=f"after {n}", sender="dana@contoso.com", to=[address])
+            )
+            sim.mailbox(address).move_item(item, "Inbox/Customers/Contoso")
+        for n in range(2):
+            h.wait_tracked(f"after {n}", timeout=20, regarding_id="acc-contoso")
+        _back_to_streaming(h)
