@@ -397,6 +397,8 @@ class Watcher:
             store.apply_plan(conn, state.mailbox, [])
         with self._lock:
             self._mailboxes.pop(state.mailbox, None)
+            # the timer may still hold this state from before the pop: whatever it writes says "stopped"
+            state.mode, state.failing = "stopped", False
         store.set_health(self.engine, state.mailbox, mode="stopped", instance=self.options.instance)
         log.info("%s: no longer watched", state.mailbox)
 
