@@ -237,7 +237,7 @@ class Watcher:
             if back_off is None:  # no BackOffMilliseconds (HTTP 503, closed connection): our own back-off
                 back_off = self.dispatcher.note_failure(key)
             self.observer.error(mailbox, kind, "ErrorServerBusy")
-            self._note_error(mailbox, describe(exc), permanent=False)
+            self._note_error(mailbox, kind, describe(exc), permanent=False)
             log.warning(
                 "%s: %s throttled by Exchange (%s), backing off this mailbox %.1fs",
                 mailbox,
@@ -254,7 +254,7 @@ class Watcher:
             permanent = not (
                 is_transient(exc) or isinstance(exc, ItemsNeedRetry)
             )  # a poison item: the folder
-            self._note_error(mailbox, describe(exc), permanent=permanent)
+            self._note_error(mailbox, kind, describe(exc), permanent=permanent)
             raise Reschedule(delay) from exc
 
     def _sync(self, mailbox: str, folder_id: str, first_trigger: float) -> None:
@@ -565,14 +565,16 @@ class Watcher:
                 level, "%s: mode %s → %s%s", state.mailbox, previous, mode, f" ({error})" if error else ""
             )
 
-    def _note_error(self, mailbox: str, error: str, permanent: bool) -> None:
+    def _note_error(self, mailbox: str, kind: str, error: str, permanent: bool) -> None:
+        """Remember a failure for status and health; one while starting up (folders or subscription) lets
+        readiness go on without this mailbox, which keeps being retried."""
         with self._lock:
             state = self._mailboxes.get(mailbox)
         if state is None:
             return
         state.last_error = error
         state.failing = state.failing or permanent
-        if not self.ready.is_set():
+        if not self.ready.is_set() and kind in ("hierarchy", "subscribe"):
             state.start_failed = True
             self._mark_ready_if_done()
 
