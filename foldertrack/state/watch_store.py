@@ -10,7 +10,6 @@ import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.engine import Row
@@ -175,14 +174,6 @@ def advance_sync_state(
 
 def reset_sync_state(conn: Connection, row_id: int) -> None:
     conn.execute(update(tracked_folders).where(tracked_folders.c.id == row_id).values(sync_state=None))
-
-
-def touch_event(conn: Connection, mailbox: str, folder_id: str, at: datetime) -> None:
-    conn.execute(
-        update(tracked_folders)
-        .where(tracked_folders.c.mailbox == mailbox, tracked_folders.c.folder_id == folder_id)
-        .values(last_event_at=at)
-    )
 
 
 def mark_folder_deleted(conn: Connection, mailbox: str, folder_id: str) -> None:
@@ -390,41 +381,21 @@ def clear_failure(conn: Connection, mailbox: str, folder_id: str, item_id: str) 
     )
 
 
-def dead_letters_to_replay(conn: Connection, ids: Iterable[int] | None = None) -> list[Row]:
-    query = select(dead_letters).where(dead_letters.c.status == "dead")
-    if ids is not None:
-        query = query.where(dead_letters.c.id.in_(list(ids)))
-    return list(conn.execute(query.order_by(dead_letters.c.id)))
-
-
-def mark_replayed(conn: Connection, dead_letter_id: int) -> None:
-    conn.execute(
-        update(dead_letters)
-        .where(dead_letters.c.id == dead_letter_id)
-        .values(status="replayed", last_attempt_at=utcnow())
-    )
-
-
 # -- mailbox health ------------------------------------------------------------------------------------------
 
 
 def set_health(engine: Engine, mailbox: str, *, instance: str | None = None, **values) -> None:
-    """Upsert the mailbox's health row (mode, last_event_at, last_sync_at, last_error, consecutive_failures)."""
-    values["updated_at"] = utcnow()
-    with writing(engine) as conn:
-        result = conn.execute(
-            update(subscription_health)
-            .where(subscription_health.c.mailbox == mailbox)
-            .values(instance=instance, **values)
-        )
-        if result.rowcount == 0:
-            conn.execute(insert(subscription_health).values(mailbox=mailbox, instance=instance, **values))
+    """Upsert one mailbox's health row (mode, last_event_at, last_sync_at, last_error, backlog)."""
+    write_health(engine, {mailbox: values}, instance=instance)
 
 
-def write_health(engine: Engine, rows: dict[str, dict], *, instance: str | None = None) -> None:
-    """Upsert several mailboxes' health rows in one transaction (the watcher's timer, every tick)."""
+def write_health(
+    engine: Engine, rows: dict[str, dict], *, instance: str | None = None, wait: bool = True
+) -> None:
+    """Upsert several mailboxes' health rows in one transaction; ``wait=False`` (the watcher's timer)
+    raises WriterBusy instead of waiting for our other writers."""
     now = utcnow()
-    with writing(engine, wait=False) as conn:  # health is advisory: never hold the timer up
+    with writing(engine, wait=wait) as conn:
         for mailbox, values in rows.items():
             values = {**values, "updated_at": now, "instance": instance}
             result = conn.execute(
@@ -473,6 +444,9 @@ def rule_issue_rows(conn: Connection, mailbox: str | None = None) -> list[Row]:
     if mailbox is not None:
         query = query.where(rule_issues.c.mailbox == mailbox)
     return list(conn.execute(query))
+
+
+# -- replaying dead letters (`foldertrack retry`) ----------------------------------------------------------
 
 
 def request_replay(conn: Connection, ids: Iterable[int] | None = None) -> int:

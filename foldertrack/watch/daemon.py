@@ -653,7 +653,7 @@ class Watcher:
         if not changed:
             return
         try:
-            store.write_health(self.engine, changed, instance=self.options.instance)
+            store.write_health(self.engine, changed, instance=self.options.instance, wait=False)
         except Exception as exc:  # health is advisory; retried on the next tick
             log.debug("health update failed: %s", describe(exc))
             return
