@@ -22,6 +22,21 @@ class _Net:
     updated: bool = False
     only_read: bool = True
 
+    @classmethod
+    def first_seen(cls, op: str) -> _Net:
+        """The net state of an entry whose first logged op in the window is ``op``."""
+        existed = op != "add"
+        return cls(existed_before=existed, exists_after=existed)
+
+    def apply(self, op: str) -> None:
+        if op == "add":
+            self.exists_after = True
+        elif op == "remove":
+            self.exists_after = False
+        else:
+            self.updated = True
+            self.only_read = self.only_read and op == "read"
+
 
 def item_changes(
     mb: Mailbox, folder: Folder, from_seq: int, max_changes: int
@@ -41,15 +56,8 @@ def item_changes(
             if len(net) >= max_changes:
                 includes_last = False
                 break
-            existed = op != "add"
-            state = net[serial] = _Net(existed_before=existed, exists_after=existed)
-        if op == "add":
-            state.exists_after = True
-        elif op == "remove":
-            state.exists_after = False
-        else:
-            state.updated = True
-            state.only_read = state.only_read and op == "read"
+            state = net[serial] = _Net.first_seen(op)
+        state.apply(op)
         new_seq = seq
     if includes_last:
         new_seq = max(new_seq, mb.seq)
@@ -73,14 +81,8 @@ def hierarchy_changes(mb: Mailbox, root: Folder, from_seq: int) -> tuple[list[tu
     for _seq, op, serial in log[start:]:
         state = net.get(serial)
         if state is None:
-            existed = op != "add"
-            state = net[serial] = _Net(existed_before=existed, exists_after=existed)
-        if op == "add":
-            state.exists_after = True
-        elif op == "remove":
-            state.exists_after = False
-        else:
-            state.updated = True
+            state = net[serial] = _Net.first_seen(op)
+        state.apply(op)
     changes: list[tuple[str, Folder]] = []
     for serial, state in net.items():
         folder = mb.folders[serial]

@@ -89,8 +89,8 @@ def folder_element(parent: etree._Element, mb: Mailbox, folder: Folder, shape: S
     return elem
 
 
-def _mailbox(parent: etree._Element, tag: str, addr: Address) -> None:
-    box = sub(parent, T(tag))
+def _address(box: etree._Element, addr: Address) -> None:
+    """One ``t:Mailbox`` (EmailAddressType) inside ``box``."""
     mailbox = sub(box, T("Mailbox"))
     if addr.name:
         sub(mailbox, T("Name"), addr.name)
@@ -99,17 +99,16 @@ def _mailbox(parent: etree._Element, tag: str, addr: Address) -> None:
     sub(mailbox, T("MailboxType"), "OneOff")
 
 
+def _mailbox(parent: etree._Element, tag: str, addr: Address) -> None:
+    _address(sub(parent, T(tag)), addr)
+
+
 def _recipients(parent: etree._Element, tag: str, addrs: list[Address]) -> None:
     if not addrs:
         return
     box = sub(parent, T(tag))
     for addr in addrs:
-        mailbox = sub(box, T("Mailbox"))
-        if addr.name:
-            sub(mailbox, T("Name"), addr.name)
-        sub(mailbox, T("EmailAddress"), addr.email)
-        sub(mailbox, T("RoutingType"), "SMTP")
-        sub(mailbox, T("MailboxType"), "OneOff")
+        _address(box, addr)
 
 
 def _display(addrs: list[Address]) -> str:

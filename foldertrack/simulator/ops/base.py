@@ -102,6 +102,17 @@ class Handler:
             raise SoapFault("ErrorSchemaValidation", f"{self.SERVICE_NAME}: {tag} is missing.")
         return self.folder_from(holder[0])
 
+    def target_folder_or_errors(
+        self, payload: etree._Element, tag: str, messages: etree._Element, requests
+    ) -> Folder | None:
+        """:meth:`target_folder`, or ``None`` once each of ``requests`` is answered with its error."""
+        try:
+            return self.target_folder(payload, tag)
+        except EwsError as exc:
+            for _ in requests:
+                self.message(messages, exc)
+            return None
+
 
 def response_message(messages: etree._Element, tag: str, error: EwsError | None = None) -> etree._Element:
     if error is None:

@@ -111,6 +111,12 @@ def _page(view: etree._Element | None, found: list) -> tuple[int, list]:
     return offset, found[offset : offset + limit]
 
 
+def _folder_id_message(handler: Handler, messages: etree._Element, folder: Folder) -> None:
+    """A success message carrying the folder's new ``t:FolderId`` (Create/Update/MoveFolder)."""
+    out = sub(sub(handler.message(messages), M("Folders")), T("Folder"))
+    sub(out, T("FolderId"), Id=folder.id, ChangeKey=folder.change_key)
+
+
 class CreateFolder(Handler):
     """https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/createfolder-operation"""
 
@@ -122,11 +128,8 @@ class CreateFolder(Handler):
         if container is None:
             raise SoapFault("ErrorSchemaValidation", "CreateFolder: Folders is missing.")
         with self.store.lock:
-            try:
-                parent = self.target_folder(payload, "ParentFolderId")
-            except EwsError as exc:
-                for _ in container:
-                    self.message(messages, exc)
+            parent = self.target_folder_or_errors(payload, "ParentFolderId", messages, container)
+            if parent is None:
                 return resp
             for spec in container:
                 try:
@@ -136,8 +139,7 @@ class CreateFolder(Handler):
                 except EwsError as exc:
                     self.message(messages, exc)
                     continue
-                out = sub(sub(self.message(messages), M("Folders")), T("Folder"))
-                sub(out, T("FolderId"), Id=folder.id, ChangeKey=folder.change_key)
+                _folder_id_message(self, messages, folder)
         return resp
 
 
@@ -174,8 +176,7 @@ class UpdateFolder(Handler):
                 except EwsError as exc:
                     self.message(messages, exc)
                     continue
-                out = sub(sub(self.message(messages), M("Folders")), T("Folder"))
-                sub(out, T("FolderId"), Id=folder.id, ChangeKey=folder.change_key)
+                _folder_id_message(self, messages, folder)
         return resp
 
 
@@ -188,11 +189,8 @@ class MoveFolder(Handler):
         resp, messages = self.response()
         refs = self.folder_ids(payload.find(M("FolderIds")))
         with self.store.lock:
-            try:
-                dest = self.target_folder(payload, "ToFolderId")
-            except EwsError as exc:
-                for _ in refs:
-                    self.message(messages, exc)
+            dest = self.target_folder_or_errors(payload, "ToFolderId", messages, refs)
+            if dest is None:
                 return resp
             for ref in refs:
                 try:
@@ -200,8 +198,7 @@ class MoveFolder(Handler):
                 except EwsError as exc:
                     self.message(messages, exc)
                     continue
-                out = sub(sub(self.message(messages), M("Folders")), T("Folder"))
-                sub(out, T("FolderId"), Id=folder.id, ChangeKey=folder.change_key)
+                _folder_id_message(self, messages, folder)
         return resp
 
 

@@ -20,11 +20,8 @@ class _MoveCopy(Handler):
         return_new = xs_bool(payload.findtext(M("ReturnNewItemIds")), True)
         resp, messages = self.response()
         with self.store.lock:
-            try:
-                dest = self.target_folder(payload, "ToFolderId")
-            except EwsError as exc:
-                for _ in refs:
-                    self.message(messages, exc)
+            dest = self.target_folder_or_errors(payload, "ToFolderId", messages, refs)
+            if dest is None:
                 return resp
             for ref in refs:
                 try:
