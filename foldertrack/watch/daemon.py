@@ -89,7 +89,7 @@ class Watcher:
         self._groups: list[StreamGroup] = []
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
-        self._observer = None
+        self._rules_watch = None
         self.ready = threading.Event()
         self.rules = None
         self.totals = SyncResult()
@@ -121,9 +121,9 @@ class Watcher:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop taking events, let running work finish, unsubscribe, close connections."""
         self._stop.set()
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout)
+        if self._rules_watch is not None:
+            self._rules_watch.stop()
+            self._rules_watch.join(timeout)
         for group in self._groups:
             group.stop(timeout=2.0)
         self.dispatcher.stop(timeout)
@@ -215,7 +215,7 @@ class Watcher:
     def _start_rules_observer(self) -> None:
         from foldertrack.watch.rules_watch import watch_rules_dir
 
-        self._observer = watch_rules_dir(self.options.rules_dir, self.reload_rules)
+        self._rules_watch = watch_rules_dir(self.options.rules_dir, self.reload_rules)
 
     # -- work ------------------------------------------------------------------------------------------------
 
