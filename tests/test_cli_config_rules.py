@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from foldertrack import config as config_module
 from foldertrack.cli import main
+from foldertrack.config import loader as config_module
 
 REPO = Path(__file__).resolve().parents[1]
 VALID = "mailboxes:\n  - address: alice@example.com\n    folders:\n      Inbox/Contoso: account:1\n"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from foldertrack import config as config_module
 from foldertrack.config import (
     EWS_VERSIONS,
     SETTINGS,
@@ -17,7 +16,9 @@ from foldertrack.config import (
     parse_duration,
     parse_size,
     render_config,
+    settings_markdown,
 )
+from foldertrack.config import loader as config_module
 from foldertrack.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -322,4 +323,4 @@ def test_readme_documents_every_setting():
     assert docs, "neither README.md nor .readme-parts/config-rules.md exists"
     for doc in docs:
         text = doc.read_text(encoding="utf-8")
-        assert config_module.settings_markdown() in text, f"{doc.name}: regenerate the settings table"
+        assert settings_markdown() in text, f"{doc.name}: regenerate the settings table"

@@ -1,0 +1,144 @@
+"""The loaded configuration: one frozen dataclass per section, fields named exactly like the settings."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from foldertrack.config.secrets import Secret
+from foldertrack.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    endpoint: str | None
+    auth: Literal["basic", "ntlm", "oauth2"]
+    username: str | None
+    password_file: Path | None
+    access: Literal["impersonation", "delegate"]
+    verify_tls: bool
+    version: str
+    max_connections: int
+    oauth2_tenant_id: str | None
+    oauth2_client_id: str | None
+    oauth2_client_secret_file: Path | None
+    password: Secret | None = None
+    oauth2_client_secret: Secret | None = None
+    #: why a secret is missing, ``((attr, note), ...)``; used in error messages, never holds a secret
+    secret_notes: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
+
+    def _require(self, attr: str) -> Secret:
+        value = getattr(self, attr)
+        if value is None:
+            note = dict(self.secret_notes).get(attr, "not set")
+            raise ConfigError(f"exchange {attr.replace('_', ' ')} is {note}")
+        return value
+
+    def require_password(self) -> Secret:
+        """The password, or ConfigError saying where it was looked for. Only commands that connect call it."""
+        return self._require("password")
+
+    def require_client_secret(self) -> Secret:
+        return self._require("oauth2_client_secret")
+
+    def connection_problems(self) -> list[str]:
+        """What is missing to connect with this configuration (empty when ready)."""
+        problems = [] if self.endpoint else ["exchange.endpoint is not set"]
+        if self.auth == "oauth2":
+            for key in ("oauth2_tenant_id", "oauth2_client_id"):
+                if not getattr(self, key):
+                    problems.append(f'exchange.{key} is not set (needed for auth = "oauth2")')
+            if self.oauth2_client_secret is None:
+                problems.append(
+                    f"exchange oauth2 client secret is {dict(self.secret_notes).get('oauth2_client_secret')}"
+                )
+        else:
+            if not self.username:
+                problems.append(f"exchange.username is not set (needed for auth = {self.auth!r})")
+            if self.password is None:
+                problems.append(f"exchange password is {dict(self.secret_notes).get('password')}")
+        return problems
+
+    def require_connectable(self) -> None:
+        """Raise ConfigError listing everything missing to connect (for ``run`` and friends)."""
+        problems = self.connection_problems()
+        if problems:
+            raise ConfigError("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, for output and logs."""
+        return re.sub(r"^([^:/]+://[^:/@]*:)[^@]*@", r"\1***@", self.url)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file of a ``sqlite:///`` URL (its directory may need creating), else None."""
+        match = re.match(r"^sqlite(\+\w+)?:///(.+?)(\?.*)?$", self.url)
+        return Path(match.group(2)) if match and match.group(2) != ":memory:" else None
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    dir: Path
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    poll_interval: float
+    safety_sync_interval: float
+    workers: int
+    debounce: float
+    max_attempts: int
+    stream_timeout: float
+    stall_timeout: float
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    name: str
+    max_attachment_bytes: int
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    address: str | None
+
+    @property
+    def host(self) -> str | None:
+        return self.address.rpartition(":")[0].strip("[]") if self.address else None
+
+    @property
+    def port(self) -> int | None:
+        return int(self.address.rpartition(":")[2]) if self.address else None
+
+
+SECTION_CLASSES: dict[str, type] = {
+    "exchange": ExchangeConfig,
+    "database": DatabaseConfig,
+    "rules": RulesConfig,
+    "watch": WatchConfig,
+    "sink": SinkConfig,
+    "metrics": MetricsConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration. ``source`` is the file it was read from (None: defaults only)."""
+
+    exchange: ExchangeConfig
+    database: DatabaseConfig
+    rules: RulesConfig
+    watch: WatchConfig
+    sink: SinkConfig
+    metrics: MetricsConfig
+    source: Path | None = None
+    #: ``section.key`` names set in the file (the rest are defaults)
+    explicit_keys: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
