@@ -60,13 +60,25 @@ class SinkError(FoldertrackError):
 
 
 class TransientSinkError(SinkError):
-    """Writing failed for a reason that may pass (database restart, HTTP 503): retry with backoff."""
+    """Writing failed for a reason that may pass (database restart, HTTP 429/503, timeout): retry with
+    backoff. ``retry_after`` (seconds, from ``Retry-After``) is the least the retry waits; ``code`` is the
+    CRM's own error code when it named one."""
 
     exit_code = 75
 
+    def __init__(self, message: str, retry_after: float | None = None, code: str | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.code = code
+
 
 class PermanentSinkError(SinkError):
-    """Writing this item can never succeed as it is (bad data): dead-letter it, carry on."""
+    """Writing this item can never succeed as it is (bad data): dead-letter it with the CRM's own message
+    (``code`` is its error code, e.g. Dataverse ``0x80040216``), carry on."""
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 class ExchangeError(FoldertrackError):

@@ -9,8 +9,28 @@ from typing import Literal
 
 #: CRM record types a folder can be mapped to (Dynamics 365 logical names of "regarding"-able tables).
 RECORD_TYPES: tuple[str, ...] = ("account", "contact", "lead", "opportunity", "incident")
+#: A custom table's logical name: the publisher's prefix (2-8 letters or digits), ``_``, the name; at most
+#: 32 characters (the state database's record type columns). Rules may name any such table.
+CUSTOM_RECORD_TYPE = re.compile(r"^[a-z][a-z0-9]{1,7}_[a-z0-9_]*[a-z0-9]$")
+MAX_RECORD_TYPE_LENGTH = 32
 
 _RECORD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def check_record_type(kind: str) -> None:
+    """Raise ValueError (a message fit for a rule-file problem) unless ``kind`` is a standard table in
+    :data:`RECORD_TYPES` or a custom table's logical name like ``new_project``."""
+    if kind in RECORD_TYPES:
+        return
+    if "_" not in kind:
+        raise ValueError(f"record type {kind!r} is not one of {', '.join(RECORD_TYPES)}")
+    if not CUSTOM_RECORD_TYPE.match(kind):
+        raise ValueError(
+            f"record type {kind!r} is not a custom table's logical name "
+            "(publisher prefix, '_', name: lower-case letters, digits and '_', like new_project)"
+        )
+    if len(kind) > MAX_RECORD_TYPE_LENGTH:
+        raise ValueError(f"record type {kind!r} is longer than {MAX_RECORD_TYPE_LENGTH} characters")
 
 PartyRole = Literal["from", "to", "cc", "bcc"]
 Direction = Literal["incoming", "outgoing"]
@@ -35,8 +55,7 @@ class RecordRef:
             raise ValueError(f"record reference {text!r} is not TYPE:ID")
         kind, _, ident = text.partition(":")
         kind, ident = kind.strip().lower(), ident.strip()
-        if kind not in RECORD_TYPES:
-            raise ValueError(f"record type {kind!r} is not one of {', '.join(RECORD_TYPES)}")
+        check_record_type(kind)
         if not _RECORD_ID.match(ident):
             raise ValueError(f"record id {ident!r} must be 1-100 letters, digits, '.', '_' or '-'")
         return cls(kind, ident)

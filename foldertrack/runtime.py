@@ -11,12 +11,14 @@ import socket
 from dataclasses import replace
 
 from foldertrack.config import Config
+from foldertrack.delivery.wiring import delivery_options, load_feedback
 from foldertrack.exchange.connection import ExchangeConnector, ExchangeSettings
 from foldertrack.ops.logs import register_credentials
 from foldertrack.sinks.registry import load_sink
 from foldertrack.state.database import open_database
 from foldertrack.watch.daemon import Watcher, WatchOptions
 from foldertrack.watch.observer import WatchObserver
+from foldertrack.watch.streaming import MAX_IDS_PER_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ def exchange_settings(config: Config) -> ExchangeSettings:
         verify_tls=exchange.verify_tls,
         oauth2_tenant_id=exchange.oauth2_tenant_id,
         oauth2_client_id=exchange.oauth2_client_id,
+        request_timeout=exchange.request_timeout,
+        max_response_size=exchange.max_response_size,
     )
 
 
@@ -50,8 +54,11 @@ def watch_options(config: Config, **overrides) -> WatchOptions:
         max_attempts=config.watch.max_attempts,
         stream_timeout_minutes=min(30, max(1, round(config.watch.stream_timeout / 60))),
         stream_stall_timeout=config.watch.stall_timeout,
+        stuck_timeout=config.watch.stuck_timeout,
+        streams_per_connection=1 if config.watch.stream_per_mailbox else MAX_IDS_PER_STREAM,
         max_attachment_bytes=config.sink.max_attachment_bytes,
         instance=os.environ.get("FOLDERTRACK_INSTANCE") or socket.gethostname(),
+        delivery=delivery_options(config),
     )
     return replace(options, **overrides) if overrides else options
 
@@ -98,4 +105,5 @@ def build_watcher(config: Config, *, observer: WatchObserver | None = None, **ov
     sink = load_sink(config.sink.name, config, engine)
     streams = stream_count(config, options)
     connector = ExchangeConnector(settings, max_connections=pool_size(config, options, streams))
-    return Watcher(options, engine, connector, sink, observer=observer)
+    feedback = load_feedback(config, connector, engine, sink.name)
+    return Watcher(options, engine, connector, sink, observer=observer, feedback=feedback)

@@ -15,17 +15,26 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from exchangelib import Message
-from exchangelib.errors import ErrorFolderNotFound, ErrorInvalidSyncStateData, ErrorItemNotFound
+from exchangelib.errors import (
+    ErrorFolderNotFound,
+    ErrorInternalServerError,
+    ErrorInternalServerTransientError,
+    ErrorInvalidSyncStateData,
+    ErrorItemNotFound,
+)
 from exchangelib.fields import FieldPath
 from exchangelib.items import ID_ONLY
 from exchangelib.properties import FolderId
 from exchangelib.services import SyncFolderItems
 from sqlalchemy import Connection, Engine
 
+from foldertrack.delivery.decisions import OutboxWriter
 from foldertrack.errors import PermanentSinkError
+from foldertrack.exchange.bounds import bound_activity, fingerprint
 from foldertrack.exchange.connection import ExchangeConnector
-from foldertrack.exchange.convert import NotAMail, to_activity
-from foldertrack.exchange.items import fetch_items
+from foldertrack.exchange.convert import NotAMail, plain_datetime, to_activity
+from foldertrack.exchange.items import ItemFetchFailed, fetch_items, still_there
+from foldertrack.exchange.transport import UnusableResponse, response_problem
 from foldertrack.model import Activity, RecordRef
 from foldertrack.retry import describe, is_transient
 from foldertrack.sinks.base import ActivitySink
@@ -59,6 +68,7 @@ class SyncResult:
     skipped: int = 0
     dead_lettered: int = 0
     conflicts: int = 0
+    collisions: int = 0  # a different mail reusing a tracked mail's Message-ID: not tracked, flagged
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (outcome, key, subject)
 
 
@@ -74,6 +84,7 @@ class SyncContext:
     max_attempts: int
     on_tracked: Callable[[Target, Activity, str], None] | None = None
     on_page: Callable[[], None] | None = None  # each committed page: progress, for the service watchdog
+    outbox: OutboxWriter = field(default_factory=OutboxWriter)  # decisions for an external sink (delivery)
 
 
 def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
@@ -115,7 +126,7 @@ def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
         except ErrorFolderNotFound as exc:
             raise FolderGone(target.folder_id) from exc
         new_state, last_page = service.sync_state, service.includes_last_item_in_range
-        backfill_pass = state is None
+        backfill_pass = state is None or not row.backfill_done  # every page of the first sync
         _apply_page(ctx, target, row, state, new_state, changes, backfill_pass, last_page, result, replay)
         replay = []
         result.pages += 1
@@ -146,32 +157,35 @@ def _apply_page(
     with ctx.engine.connect() as conn:
         already = store.present_item_ids(conn, target.mailbox, target.folder_id, [i for i, _ in creates])
         dead = store.dead_item_ids(conn, target.mailbox, target.folder_id)
+        probe = store.probe_item_id(conn, target.mailbox, exclude=[i for i, _ in creates] + replay)
     cutoff = _backfill_cutoff(target, row) if backfill_pass and not row.backfill_done else None
     wanted: list[str] = []
     for item_id, received in creates:
         if item_id in already or item_id in dead:
             continue
-        if cutoff is not None and received is not None and received < cutoff:
+        if cutoff is not None and (received is None or received < cutoff):  # unknown age: not backfilled
             result.skipped += 1
             continue
         wanted.append(item_id)
-    wanted.extend(i for i in replay if i not in wanted)  # dead letters `foldertrack retry` asked to replay
+    wanted.extend(i for i in replay if i not in wanted)  # `foldertrack retry` replays, retrying items
     gone: list[str] = []
-    fetched = fetch_items(ctx.connector.account(target.mailbox), wanted) if wanted else {}
+    account = ctx.connector.account(target.mailbox)
+    fetched = fetch_items(account, wanted, probe_id=probe) if wanted else {}
 
     activities: dict[str, Activity] = {}
+    arrivals: dict[str, datetime | None] = {}
     failed: list[tuple[str, BaseException, Activity | None]] = []
     for item_id in wanted:
         item = fetched.get(item_id)
         if isinstance(item, ErrorItemNotFound):
-            if item_id in replay:
-                gone.append(item_id)
-            continue  # moved on since the sync saw it; the next sync shows where it went
+            gone.append(item_id)  # moved on since the sync saw it; the next sync shows where it went
+            continue
         if isinstance(item, Exception):
-            if is_transient(item):
+            if not _about_the_item(item):
                 raise item
             failed.append((item_id, item, None))
             continue
+        arrivals[item_id] = plain_datetime(getattr(item, "last_modified_time", None))
         try:
             activities[item_id] = to_activity(
                 item,
@@ -185,16 +199,29 @@ def _apply_page(
         except NotAMail as exc:
             log.info("%s %s: skipping item that is not a mail (%s)", target.mailbox, target.path, exc)
             result.skipped += 1
+        except ErrorItemNotFound:  # moved away while its attachments were read: gone, not failing
+            gone.append(item_id)
         except Exception as exc:  # a malformed mail must not stop the folder
-            if is_transient(exc):
+            if not _about_the_item(exc):
                 raise
             failed.append((item_id, exc, None))
+        else:
+            activities[item_id] = _bounded(activities[item_id], target)
 
+    moved = _moved_owner_copies(ctx, target, account, activities.values())
     with store.writing(ctx.engine) as conn:
         for item_id, activity in activities.items():
             try:
                 with conn.begin_nested():
-                    outcome = _track(ctx, conn, target, item_id, activity)
+                    outcome = _track(
+                        ctx,
+                        conn,
+                        target,
+                        item_id,
+                        activity,
+                        arrived_at=arrivals.get(item_id),
+                        owner_moved=activity.key in moved,
+                    )
             except PermanentSinkError as exc:
                 failed.append((item_id, exc, activity))
                 continue
@@ -203,10 +230,12 @@ def _apply_page(
         for item_id in deletes:
             _left(ctx, conn, target, item_id, result)
         for item_id in gone:
-            log.warning(
-                "%s %s: dead-lettered item no longer exists; dropped from replay", target.mailbox, target.path
-            )
-            store.forget_failure(conn, target.mailbox, target.folder_id, item_id)
+            if store.forget_failure(conn, target.mailbox, target.folder_id, item_id):
+                log.info(
+                    "%s %s: a failing item no longer exists here; no longer retried",
+                    target.mailbox,
+                    target.path,
+                )
         retry_later = _record_failures(ctx, conn, target, failed, result)
         advanced = True
         if not retry_later:
@@ -219,6 +248,53 @@ def _apply_page(
         return
     if retry_later:
         raise ItemsNeedRetry(f"{len(failed)} item(s) in {target.path} failed; will retry")
+
+
+def _moved_owner_copies(ctx: SyncContext, target: Target, account, activities) -> set[str]:
+    """Keys whose tracked copy, in another tracked folder of this mailbox, is gone from Exchange although
+    that folder has not caught up yet: the mail moved here (it takes over, whatever the clocks say)."""
+    owners: dict[str, str] = {}
+    with ctx.engine.connect() as conn:
+        for activity in activities:
+            link = store.link(conn, activity.key)
+            if (
+                link is None
+                or link.state != "tracked"
+                or link.owner_mailbox != target.mailbox
+                or link.owner_folder_id == target.folder_id
+            ):
+                continue
+            entry = store.ledger_entry(conn, target.mailbox, activity.key, link.owner_folder_id)
+            if entry is not None and entry.state == "present":
+                owners[activity.key] = entry.item_id
+    if not owners:
+        return set()
+    there = still_there(account, list(owners.values()))
+    return {key for key, item_id in owners.items() if item_id not in there}
+
+
+def _about_the_item(exc: BaseException) -> bool:
+    """Count this failure against the item (dead letter after ``max_attempts``) rather than retry the whole
+    folder: anything permanent, and what the server says about this item only (an internal error, an
+    answer too large or not XML). Throttling, an unreachable server or database retry the folder."""
+    if isinstance(exc, ItemFetchFailed) or not is_transient(exc):
+        return True
+    if isinstance(exc, (ErrorInternalServerError, ErrorInternalServerTransientError)):
+        return True
+    return isinstance(response_problem(exc), UnusableResponse)
+
+
+def _bounded(activity: Activity, target: Target) -> Activity:
+    bounded, cut = bound_activity(activity)
+    if cut:
+        log.warning(
+            "%s %s: %s: %s too long; stored cut, with a note",
+            target.mailbox,
+            target.path,
+            activity.key[:200],
+            ", ".join(cut),
+        )
+    return bounded
 
 
 def _synced_lately(row) -> bool:
@@ -288,23 +364,45 @@ def _count(result: SyncResult, outcome: str, activity: Activity) -> None:
         result.relinked += 1
     elif outcome == "conflict":
         result.conflicts += 1
+    elif outcome == "collision":
+        result.collisions += 1
     if outcome != "unchanged":
         result.events.append((outcome, activity.key, activity.subject or ""))
 
 
-def _track(ctx: SyncContext, conn: Connection, target: Target, item_id: str, activity: Activity) -> str:
-    """The mail is in a tracked folder: record it and decide its activity's regarding (DESIGN semantics)."""
+def _track(
+    ctx: SyncContext,
+    conn: Connection,
+    target: Target,
+    item_id: str,
+    activity: Activity,
+    *,
+    arrived_at: datetime | None = None,
+    owner_moved: bool = False,
+) -> str:
+    """The mail is in a tracked folder: record it and decide its activity's regarding (DESIGN semantics).
+
+    A different mail reusing the key (same Message-ID, other sender, sent time or subject) is a
+    collision: recorded, logged, not tracked; the tracked activity keeps its content. Of two copies of one
+    mail in tracked folders of one mailbox, the one that arrived later (the server's time) decides the
+    regarding, whichever folder is caught up first."""
     key = activity.key
     entry = store.ledger_entry(conn, target.mailbox, key, target.folder_id)
     if entry is not None and entry.state == "present" and entry.item_id == item_id:
         return "unchanged"
-    store.ledger_present(conn, target.mailbox, key, target.folder_id, item_id)
     current = store.link(conn, key)
+    content = fingerprint(activity)
+    if current is not None and current.fingerprint is not None and current.fingerprint != content:
+        _collision(conn, target, item_id, activity, content, current.fingerprint)
+        return "collision"
+    store.ledger_present(conn, target.mailbox, key, target.folder_id, item_id)
     policy = getattr(target.rule, "duplicates", "first_wins")
     outcome = "tracked"
     if current is not None:
         same_owner = current.owner_mailbox == target.mailbox
         takes_over = same_owner or current.state == "untracked" or policy == "last_wins"
+        if same_owner and not owner_moved and _arrived_earlier(conn, current, target, key, arrived_at):
+            takes_over = False
         previous = _regarding_of(current)
         if previous != target.record and not same_owner and current.state == "tracked":
             store.add_conflict(
@@ -322,7 +420,7 @@ def _track(ctx: SyncContext, conn: Connection, target: Target, item_id: str, act
             )
             outcome = "conflict" if not takes_over else "relinked"
         if not takes_over:
-            return outcome
+            return "duplicate" if outcome == "tracked" else outcome  # nothing changed: not "tracked"
         if outcome == "tracked":
             outcome = "relinked" if previous != target.record or current.state == "untracked" else "refiled"
     store.put_link(
@@ -333,12 +431,57 @@ def _track(ctx: SyncContext, conn: Connection, target: Target, item_id: str, act
         regarding=target.record,
         state="tracked",
         exists=current is not None,
+        fingerprint=content,
+        arrived_at=arrived_at,
     )
     sink_conn = conn if ctx.sink.shares_state_database else None
     ctx.sink.upsert(replace(activity, regarding=target.record, state="tracked"), sink_conn)
+    ctx.outbox.tracked(conn, key, target.mailbox, target.rule)
     if ctx.on_tracked is not None:
         ctx.on_tracked(target, activity, outcome)
     return outcome
+
+
+def _arrived_earlier(
+    conn: Connection, current, target: Target, key: str, arrived_at: datetime | None
+) -> bool:
+    """True when the owner's copy (in another folder, still there) arrived after this one: it keeps the
+    regarding. Ties go to the greater folder id, so the outcome never depends on the catch-up order."""
+    if current.state != "tracked" or current.owner_folder_id == target.folder_id:
+        return False
+    if arrived_at is None or current.arrived_at is None:
+        return False
+    owner_entry = store.ledger_entry(conn, target.mailbox, key, current.owner_folder_id)
+    if owner_entry is None or owner_entry.state != "present":
+        return False
+    theirs = current.arrived_at if current.arrived_at.tzinfo else current.arrived_at.replace(tzinfo=UTC)
+    return (arrived_at, target.folder_id) < (theirs, current.owner_folder_id)
+
+
+def _collision(
+    conn: Connection, target: Target, item_id: str, activity: Activity, content: str, kept: str
+) -> None:
+    new = store.add_collision(
+        conn,
+        activity.key,
+        target.mailbox,
+        target.folder_id,
+        item_id,
+        subject=activity.subject,
+        sender=activity.sender,
+        fingerprint=content,
+        kept_fingerprint=kept,
+    )
+    if new:
+        log.warning(
+            "%s %s: Message-ID collision: a different mail (from %s, subject %r) reuses %s of a tracked "
+            "mail; the tracked activity keeps its content, this mail is not tracked (see status)",
+            target.mailbox,
+            target.path,
+            activity.sender,
+            (activity.subject or "")[:200],
+            activity.key[:200],
+        )
 
 
 def _left(ctx: SyncContext, conn: Connection, target: Target, item_id: str, result: SyncResult) -> None:
@@ -348,7 +491,8 @@ def _left(ctx: SyncContext, conn: Connection, target: Target, item_id: str, resu
         return
     store.ledger_left(conn, entry.id)
     result.left += 1
-    if getattr(target.rule, "on_leave", "keep") != "untrack":
+    policy = getattr(target.rule, "on_leave", "keep")
+    if policy not in ("untrack", "delete"):
         return
     current = store.link(conn, entry.activity_key)
     if current is None or current.state != "tracked" or current.owner_mailbox != target.mailbox:
@@ -365,8 +509,9 @@ def _left(ctx: SyncContext, conn: Connection, target: Target, item_id: str, resu
         exists=True,
     )
     ctx.sink.untrack(entry.activity_key, conn if ctx.sink.shares_state_database else None)
+    ctx.outbox.left(conn, entry.activity_key, target.mailbox, target.rule, policy)
     result.untracked += 1
-    result.events.append(("untracked", entry.activity_key, ""))
+    result.events.append(("untracked" if policy == "untrack" else "deleted", entry.activity_key, ""))
 
 
 def _regarding_of(row) -> RecordRef | None:

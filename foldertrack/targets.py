@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from foldertrack.exchange.hierarchy import FolderTree
 from foldertrack.model import RecordRef
+from foldertrack.rules.paths import same_path
 
 #: (record type or None, text, by) → record or None; ``by`` is "name", "number" or "name_or_number".
 RecordFinder = Callable[[str | None, str, str], RecordRef | None]
@@ -133,7 +134,7 @@ def resolve_targets(
             )
             continue
         current = tree.path_of(folder_id) or rule.path
-        if current.casefold() != rule.path.casefold():
+        if not same_path(current, rule.path):
             issues.append(
                 RuleIssue(
                     mailbox,
@@ -195,7 +196,7 @@ def _gone(tree: FolderTree, rule, folder_id: str | None) -> str | None:
     if folder_id not in tree.nodes:
         return ""
     current = tree.path_of(folder_id) or rule.path
-    if current.casefold() != rule.path.casefold() and tree.in_trash(folder_id):
+    if not same_path(current, rule.path) and tree.in_trash(folder_id):
         return f" (moved to {current!r})"
     return None
 

@@ -186,7 +186,8 @@ def test_example_rules_are_valid_and_use_every_key():
         assert f"{key}:" in text, key
     assert any(r.is_pattern for r in rules.rules)
     assert {type(r.record) for r in rules.rules} == {RecordRef, RecordLookup, type(None)}
-    assert {r.on_leave for r in rules.rules} == {"keep", "untrack"}
+    assert {r.on_leave for r in rules.rules} == {"keep", "untrack", "delete"}
+    assert any(not r.send.body and not r.send.attachments for r in rules.rules)
     assert {r.duplicates for r in rules.rules} == {"first_wins", "last_wins"}
     assert any(r.backfill_since for r in rules.rules) and any(not r.backfill for r in rules.rules)
     assert any(r.include_subfolders for r in rules.rules)

@@ -236,8 +236,8 @@ def test_registry_loads_the_sql_sink_from_its_entry_point(database_engine):
 
 
 def test_registry_names_installed_sinks_for_an_unknown_one(database_engine):
-    with pytest.raises(ConfigError, match=r"unknown sink 'dataverse' \(installed sinks: .*sql"):
-        load_sink("dataverse", None, database_engine)
+    with pytest.raises(ConfigError, match=r"unknown sink 'salesforce' \(installed sinks: .*sql"):
+        load_sink("salesforce", None, database_engine)
 
 
 def test_exchangelib_datetimes_are_accepted(sink, database_engine):

@@ -7,9 +7,12 @@ from collections.abc import Sequence
 
 import click
 
+from foldertrack.cli.common import json_option
 from foldertrack.cli.db_options import database_options, open_command_database
 from foldertrack.model import RecordRef
-from foldertrack.state.activities import list_activities
+from foldertrack.state.activities import count_activities, list_activities
+
+DEFAULT_LIMIT = 50
 
 
 def _parse_record(_ctx: click.Context, _param: click.Parameter, value: str | None) -> RecordRef | None:
@@ -26,29 +29,58 @@ def _parse_record(_ctx: click.Context, _param: click.Parameter, value: str | Non
     "--record", callback=_parse_record, metavar="TYPE:ID", help="Only activities regarding this record."
 )
 @click.option("--mailbox", metavar="ADDRESS", help="Only activities tracked from this mailbox.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many, newest first.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=DEFAULT_LIMIT,
+    show_default=True,
+    help="At most this many, newest first.",
+)
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many first (paging).")
+@click.option("--all", "show_all", is_flag=True, help="No limit: every matching activity.")
+@json_option
 @database_options
 def activities(
     record: RecordRef | None,
     mailbox: str | None,
-    limit: int | None,
+    limit: int,
+    offset: int,
+    show_all: bool,
     as_json: bool,
     config_path: str | None,
     database_url: str | None,
 ) -> None:
-    """List tracked activities (SQL sink), newest first."""
+    """List tracked activities (SQL sink), newest first, a page at a time (--limit, --offset, --all).
+
+    When more match than are shown, a note on stderr says how to see the next page.
+    """
     engine = open_command_database(config_path, database_url)
     try:
-        rows = list_activities(engine, record=record, mailbox=mailbox, limit=limit)
+        rows = list_activities(
+            engine, record=record, mailbox=mailbox, limit=None if show_all else limit, offset=offset
+        )
+        total = (
+            offset + len(rows)
+            if show_all or len(rows) < limit
+            else count_activities(engine, record=record, mailbox=mailbox)
+        )
     finally:
         engine.dispose()
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows], indent=2, ensure_ascii=False))
-        return
-    if not rows:
+    elif not rows:
         click.echo("no activities")
-        return
+    else:
+        click.echo(_table(rows))
+    shown_to = offset + len(rows)
+    if shown_to < total:
+        click.echo(
+            f"note: showing {offset + 1}-{shown_to} of {total}; next page: --offset {shown_to} (or --all)",
+            err=True,
+        )
+
+
+def _table(rows) -> str:
     table = [
         (
             r.tracked_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -60,7 +92,7 @@ def activities(
         )
         for r in rows
     ]
-    click.echo(format_table(("TRACKED (UTC)", "MAILBOX", "FOLDER", "REGARDING", "STATE", "SUBJECT"), table))
+    return format_table(("TRACKED (UTC)", "MAILBOX", "FOLDER", "REGARDING", "STATE", "SUBJECT"), table)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], max_width: int = 48) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
+from foldertrack.cli.common import json_option
 from foldertrack.cli.db_options import database_options, open_command_database, resolve_database_url
+from foldertrack.errors import SchemaOutOfDateError
 from foldertrack.state.database import (
     current_revision,
     head_revision,
@@ -21,11 +25,14 @@ def db() -> None:
 
 @db.command()
 @database_options
-def upgrade(config_path: str | None, database_url: str | None) -> None:
+@json_option
+def upgrade(config_path: str | None, database_url: str | None, as_json: bool) -> None:
     """Create the schema or upgrade it to this version of foldertrack (safe to run every start)."""
     url = resolve_database_url(config_path, database_url)
     before, after = upgrade_database(url)
-    if before == after:
+    if as_json:
+        click.echo(json.dumps({"database": mask_url(url), "from": before, "to": after}))
+    elif before == after:
         click.echo(f"{mask_url(url)}: schema already at {after} (current)")
     else:
         click.echo(f"{mask_url(url)}: schema upgraded from {before or 'empty'} to {after}")
@@ -33,8 +40,10 @@ def upgrade(config_path: str | None, database_url: str | None) -> None:
 
 @db.command()
 @database_options
-def current(config_path: str | None, database_url: str | None) -> None:
-    """Show the database's schema revision and whether it is current."""
+@json_option
+@click.pass_context
+def current(ctx: click.Context, config_path: str | None, database_url: str | None, as_json: bool) -> None:
+    """Show the database's schema revision; exit 0 only when it is current (78 when behind or newer)."""
     engine = open_command_database(config_path, database_url, check_schema=False)
     try:
         have, need = current_revision(engine), head_revision()
@@ -42,10 +51,15 @@ def current(config_path: str | None, database_url: str | None) -> None:
     finally:
         engine.dispose()
     if have == need:
-        click.echo(f"{shown}: schema at {have} (current)")
+        state, text = "current", f"{shown}: schema at {have} (current)"
     elif have is not None and have not in known_revisions():
-        click.echo(f"{shown}: schema at {have}, newer than this foldertrack (which needs {need})")
+        state, text = "newer", f"{shown}: schema at {have}, newer than this foldertrack (which needs {need})"
     else:
-        click.echo(
-            f"{shown}: schema at {have or 'nothing (empty)'}, needs {need}: run `foldertrack db upgrade`"
-        )
+        state = "behind"
+        text = f"{shown}: schema at {have or 'nothing (empty)'}, needs {need}: run `foldertrack db upgrade`"
+    if as_json:
+        click.echo(json.dumps({"database": shown, "revision": have, "head": need, "state": state}))
+    else:
+        click.echo(text)
+    if state != "current":
+        ctx.exit(SchemaOutOfDateError.exit_code)

@@ -10,11 +10,13 @@ import contextlib
 import faulthandler
 import logging
 import signal
+from dataclasses import replace
 
 import click
 
 from foldertrack.cli.common import config_option
-from foldertrack.config import format_duration, load_config, parse_duration
+from foldertrack.cli.db_options import database_url_option
+from foldertrack.config import DatabaseConfig, format_duration, load_config, parse_duration
 from foldertrack.errors import ConfigError
 from foldertrack.ops.logs import setup_logging
 from foldertrack.ops.notify import Notifier
@@ -35,6 +37,7 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
 
 @click.command()
 @config_option
+@database_url_option
 @click.option(
     "--log-level",
     default="INFO",
@@ -63,25 +66,39 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
     metavar="HOST:PORT",
     help="Serve Prometheus /metrics and /healthz here (overrides metrics.address; e.g. 127.0.0.1:9464).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Do not watch: show what would be tracked now (`rules preview`) and exit; nothing is written.",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
     config_path: str | None,
+    database_url: str | None,
     log_level: str,
     stall_timeout: float,
     log_format: str,
     metrics_address: str | None,
+    dry_run: bool,
 ) -> None:
     """Watch the mailboxes named in the rules and track mails moved into their folders.
 
     SIGTERM or SIGINT stop it cleanly; SIGHUP reloads the rules. Under systemd (Type=notify) it reports
     readiness, status, reloads and watchdog pings through $NOTIFY_SOCKET.
     """
+    if dry_run:
+        from foldertrack.cli.rules_cmd import preview
+
+        ctx.invoke(preview, config_path=config_path, database_url=database_url)
+        return
     setup_logging("DEBUG" if ctx.meta.get("foldertrack.debug") else log_level.upper(), log_format)
     # systemd's watchdog kills with SIGABRT: leave every thread's stack in the journal to show the wedge
     with contextlib.suppress(OSError, ValueError):  # stderr without a file descriptor (CliRunner)
         faulthandler.enable(all_threads=True)
     config = load_config(config_path)
+    if database_url:  # --database-url wins over database.url (and $FOLDERTRACK_DATABASE_URL, the loader's)
+        config = replace(config, database=DatabaseConfig(database_url))
     watcher = build_watcher(config)
     address = metrics_address or config.metrics.address
     metrics = None

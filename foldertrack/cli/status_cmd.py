@@ -16,13 +16,18 @@ from foldertrack.ops.status import collect_status
 @click.command()
 @database_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable keys).")
-def status(config_path: str | None, database_url: str | None, as_json: bool) -> None:
+@click.option("--mailbox", metavar="ADDRESS", help="Only this mailbox.")
+def status(config_path: str | None, database_url: str | None, as_json: bool, mailbox: str | None) -> None:
     """Show what the watcher is doing (read from the state database; works while it runs or not)."""
     engine = open_command_database(config_path, database_url)
     try:
         report = collect_status(engine)
     finally:
         engine.dispose()
+    if mailbox:  # H7: foldertrack/cli/status_filter.py
+        from foldertrack.cli.status_filter import only_mailbox
+
+        report = only_mailbox(report, mailbox)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -39,6 +44,8 @@ def render_text(report: dict[str, Any], now: datetime) -> list[str]:
         f"{totals['tracked']} tracked, backlog {totals['backlog']}, "
         f"{totals['dead_letters']} dead letter(s), {totals['warnings']} warning(s)"
     ]
+    for sink in report.get("sinks", []):
+        lines += ["", f"sink {sink['sink']}", *_fields(_sink_fields(sink, now))]
     for box in report["mailboxes"]:
         lines += ["", box["mailbox"]]
         lines += _fields(
@@ -69,7 +76,34 @@ def render_text(report: dict[str, Any], now: datetime) -> list[str]:
                 f"  #{d['id']} {d['mailbox']} {d['subject'] or '(no subject)'}: {d['error']} "
                 f"({d['attempts']} attempts)"
             )
+    if report.get("delivery_dead_letters"):
+        lines += [
+            "",
+            "delivery dead letters (replay with `foldertrack retry d<ID>`, or all with `foldertrack retry`):",
+        ]
+        for d in report["delivery_dead_letters"]:
+            lines.append(
+                f"  {d['id']} {d['mailbox']} {d['subject'] or '(no subject)'} ({d['op']} to {d['sink']}): "
+                f"{d['error']} ({d['attempts']} attempts)"
+            )
     return lines
+
+
+def _sink_fields(sink: dict[str, Any], now: datetime) -> list[tuple[str, str]]:
+    oldest = f" (oldest {_when(sink['oldest_pending_at'], now)})" if sink["oldest_pending_at"] else ""
+    pairs = [
+        ("outbox", f"{sink['backlog']} pending{oldest}"),
+        (
+            "delivered",
+            f"{sink['delivered']}   dead letters {sink['dead_letters']}   rejected {sink['rejected']}",
+        ),
+        ("last success", _when(sink["last_success_at"], now)),
+    ]
+    if sink["failing_since"]:
+        pairs.append(("failing since", _when(sink["failing_since"], now)))
+    if sink["last_error"]:
+        pairs.append(("last error", f"{sink['last_error']} ({_when(sink['last_error_at'], now)})"))
+    return pairs
 
 
 def _short(rule: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,7 +11,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from foldertrack.config.units import parse_duration, parse_size
+from foldertrack.config.units import format_duration, format_size, parse_duration, parse_size
+
+#: Upper bounds for settings declared without one: every number has a range (nothing runs with 10⁹ threads).
+DEFAULT_MAX_INTEGER = 1_000_000
+DEFAULT_MAX_SECONDS = 366 * 86400.0
 
 _TOML_TYPES = {str: "string", bool: "boolean", int: "integer", float: "float", list: "array", dict: "table"}
 
@@ -26,6 +31,7 @@ class Kind:
 
     name: str
     parse: Callable[[Any], Any]
+    unit: str = ""  # "duration" or "size": how ``config check`` writes the value back
 
 
 def _string(value: Any) -> str:
@@ -42,18 +48,29 @@ def _boolean(value: Any) -> bool:
     return value
 
 
-def _integer(minimum: int) -> Kind:
+def _integer(minimum: int, maximum: int = DEFAULT_MAX_INTEGER) -> Kind:
     def parse(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"must be an integer, not {_shown(value)}")
         if value < minimum:
             raise ValueError(f"must be at least {minimum}, not {value}")
+        if value > maximum:
+            raise ValueError(f"must be at most {maximum:,}, not {value:,}")
         return value
 
-    return Kind(f"integer ≥ {minimum}", parse)
+    return Kind(f"integer {minimum} to {maximum:,}", parse)
 
 
-def _duration(positive: bool) -> Kind:
+def _duration(positive: bool, minimum: float | None = None, maximum: float = DEFAULT_MAX_SECONDS) -> Kind:
+    """A duration in seconds; ``nan`` and ``inf`` (valid TOML floats) are refused like any out-of-range value:
+    ``debounce = nan`` would track nothing and ``poll_interval = inf`` never poll."""
+    low = minimum if minimum is not None else 0.0
+    high = format_duration(maximum)
+    if positive and not low:
+        span, allowed = f"> 0s, ≤ {high}", f"more than 0s and at most {high}"
+    else:
+        span, allowed = f"{format_duration(low)} to {high}", f"between {format_duration(low)} and {high}"
+
     def parse(value: Any) -> float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             seconds = float(value)
@@ -61,17 +78,31 @@ def _duration(positive: bool) -> Kind:
             seconds = parse_duration(value).total_seconds()
         else:
             raise ValueError(f'must be a duration like "90s", not {_shown(value)}')
-        if seconds < 0 or (positive and seconds == 0):
-            raise ValueError(f"must be {'more than' if positive else 'at least'} 0s, not {value!r}")
+        if not math.isfinite(seconds):
+            raise ValueError(f"must be a finite duration {allowed}, not {value!r}")
+        if seconds < low or (positive and seconds <= 0) or seconds > maximum:
+            raise ValueError(f"must be {allowed}, not {value!r}")
         return seconds
 
-    return Kind("duration", parse)
+    return Kind(f"duration {span}", parse, "duration")
+
+
+def _size_between(minimum: int = 0, maximum: int = 2**40) -> Kind:
+    def parse(value: Any) -> int:
+        if not isinstance(value, (int, str)) or isinstance(value, bool):
+            raise ValueError(f'must be a size like "5MiB" or a number of bytes, not {_shown(value)}')
+        size = parse_size(value)
+        if not minimum <= size <= maximum:
+            raise ValueError(
+                f"must be between {format_size(minimum)} and {format_size(maximum)}, not {value!r}"
+            )
+        return size
+
+    return Kind(f"size {format_size(minimum)} to {format_size(maximum)}", parse, "size")
 
 
 def _size(value: Any) -> int:
-    if not isinstance(value, (int, str)) or isinstance(value, bool):
-        raise ValueError(f'must be a size like "5MiB" or a number of bytes, not {_shown(value)}')
-    return parse_size(value)
+    return SIZE.parse(value)
 
 
 def _choice(*choices: str) -> Kind:
@@ -122,9 +153,34 @@ def _identifier(value: Any) -> str:
 
 STRING = Kind("string", _string)
 BOOLEAN = Kind("boolean", _boolean)
-SIZE = Kind("size", _size)
+SIZE = _size_between()
 PATH = Kind("path", _path)
 HTTP_URL = Kind("URL", _http_url)
 DATABASE_URL = Kind("SQLAlchemy URL", _database_url)
 ADDRESS = Kind("host:port", _address)
 IDENTIFIER = Kind("name", _identifier)
+
+
+# -- Dataverse (H3) --
+
+
+def _integer_range(minimum: int, maximum: int) -> Kind:
+    return _integer(minimum, maximum)  # every integer has a range now (H5): one spelling of it
+
+
+def _entity_sets(value: Any) -> tuple[tuple[str, str], ...]:
+    """``{logical_name = "entity_set_name"}`` (where the Web API keeps a custom table's rows), as sorted
+    pairs so the frozen configuration stays hashable."""
+    if not isinstance(value, dict):
+        raise ValueError(f'must be a table like {{ new_project = "new_projects" }}, not {_shown(value)}')
+    result: dict[str, str] = {}
+    for logical, entity_set in value.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", str(logical)):
+            raise ValueError(f"{logical!r} is not a table's logical name (lower case, like new_project)")
+        if not isinstance(entity_set, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", entity_set):
+            raise ValueError(f"{logical} = {entity_set!r} is not an entity set name (like new_projects)")
+        result[str(logical)] = entity_set
+    return tuple(sorted(result.items()))
+
+
+ENTITY_SETS = Kind("table", _entity_sets)

@@ -18,6 +18,7 @@ from foldertrack.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/foldertrack/foldertrack.toml")
 CONFIG_ENV = "FOLDERTRACK_CONFIG"
+DATABASE_URL_ENV = "FOLDERTRACK_DATABASE_URL"  # overrides database.url (for every command)
 
 
 def default_database_url(env: Mapping[str, str]) -> str:
@@ -27,6 +28,16 @@ def default_database_url(env: Mapping[str, str]) -> str:
         return f"sqlite:///{Path(state_dir) / 'foldertrack.db'}"
     xdg = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
     return f"sqlite:///{Path(xdg) / 'foldertrack' / 'foldertrack.db'}"
+
+
+def sqlite_relative_to(url: str, base: Path) -> str:
+    """A ``sqlite:///relative.db`` URL from the file made relative to ``base`` (the file's directory),
+    like every other relative path in the configuration; other URLs unchanged."""
+    match = re.match(r"^(sqlite(?:\+\w+)?:///)([^/?][^?]*)(\?.*)?$", url)
+    if not match or match.group(2) == ":memory:" or match.group(2).startswith("file:"):
+        return url
+    path = Path(match.group(2)).expanduser()
+    return url if path.is_absolute() else f"{match.group(1)}{base / path}{match.group(3) or ''}"
 
 
 def locate_config(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> tuple[Path, bool]:
@@ -153,6 +164,10 @@ def _build(values: dict[str, dict[str, Any]], env: Mapping[str, str], source: Pa
             section[setting.key] = None if setting.default is None else setting.kind.parse(setting.default)
         if isinstance(section[setting.key], Path):
             section[setting.key] = base / section[setting.key]
+    if values["database"]["url"] is not None:
+        values["database"]["url"] = sqlite_relative_to(values["database"]["url"], base)
+    if env.get(DATABASE_URL_ENV):  # every command honours it, `run` included (as-is: relative to the cwd)
+        values["database"]["url"] = env[DATABASE_URL_ENV]
     if values["database"]["url"] is None:
         values["database"]["url"] = default_database_url(env)
     notes = []

@@ -24,6 +24,8 @@ class ExchangeConfig:
     oauth2_tenant_id: str | None
     oauth2_client_id: str | None
     oauth2_client_secret_file: Path | None
+    request_timeout: float = 300.0
+    max_response_size: int = 128 * 2**20
     password: Secret | None = None
     oauth2_client_secret: Secret | None = None
     #: why a secret is missing, ``((attr, note), ...)``; used in error messages, never holds a secret
@@ -98,12 +100,26 @@ class WatchConfig:
     max_attempts: int
     stream_timeout: float
     stall_timeout: float
+    stuck_timeout: float = 600.0
+    stream_per_mailbox: bool = False
 
 
 @dataclass(frozen=True)
 class SinkConfig:
     name: str
     max_attachment_bytes: int
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    workers: int
+    unhealthy_after: float
+    max_backoff: float
+    retention: float
+    scan_interval: float
+    feedback: bool
+    feedback_category: str
+    failed_category: str
 
 
 @dataclass(frozen=True)
@@ -119,13 +135,50 @@ class MetricsConfig:
         return int(self.address.rpartition(":")[2]) if self.address else None
 
 
+@dataclass(frozen=True)
+class WebhookConfig:
+    url: str | None
+    secret_file: Path | None
+    timeout: float
+    ca_file: Path | None
+    max_concurrency: int
+    include_body: bool
+    include_attachments: bool
+    secret: Secret | None = None
+
+
+@dataclass(frozen=True)
+class DataverseConfig:
+    url: str | None
+    auth: Literal["oauth2", "ntlm"]
+    tenant_id: str | None
+    client_id: str | None
+    client_secret_file: Path | None
+    certificate_file: Path | None
+    authority: str
+    username: str | None
+    password_file: Path | None
+    api_version: str
+    ca_file: Path | None
+    timeout: float
+    max_concurrency: int
+    attachments_over_limit: Literal["footer", "skip"]
+    entity_sets: tuple[tuple[str, str], ...] | None
+    records_sync_interval: float
+    client_secret: Secret | None = None
+    ntlm_password: Secret | None = None
+
+
 SECTION_CLASSES: dict[str, type] = {
     "exchange": ExchangeConfig,
     "database": DatabaseConfig,
     "rules": RulesConfig,
     "watch": WatchConfig,
     "sink": SinkConfig,
+    "delivery": DeliveryConfig,
     "metrics": MetricsConfig,
+    "webhook": WebhookConfig,
+    "dataverse": DataverseConfig,
 }
 
 
@@ -138,7 +191,10 @@ class Config:
     rules: RulesConfig
     watch: WatchConfig
     sink: SinkConfig
+    delivery: DeliveryConfig
     metrics: MetricsConfig
+    webhook: WebhookConfig
+    dataverse: DataverseConfig
     source: Path | None = None
     #: ``section.key`` names set in the file (the rest are defaults)
     explicit_keys: frozenset[str] = field(default=frozenset(), compare=False, repr=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from foldertrack.config.kinds import SIZE
 from foldertrack.config.model import SECTION_CLASSES, Config, DatabaseConfig
 from foldertrack.config.secrets import SECRETS, Secret
 from foldertrack.config.settings import SECTIONS, SETTINGS, Setting
@@ -17,13 +16,15 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, tuple):  # pairs: an inline table (dataverse.entity_sets)
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value) + " }"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _display(setting: Setting, value: Any) -> str:
-    if setting.kind.name == "duration":
+    if setting.kind.unit == "duration":
         return _toml_value(format_duration(value))
-    if setting.kind is SIZE:
+    if setting.kind.unit == "size":
         return _toml_value(format_size(value))
     if setting.name == "database.url":
         return _toml_value(DatabaseConfig(value).display_url)

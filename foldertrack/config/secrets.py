@@ -61,6 +61,17 @@ SECRETS: tuple[SecretSpec, ...] = (
         "FOLDERTRACK_EXCHANGE_CLIENT_SECRET",
         "exchange-client-secret",
     ),
+    SecretSpec("webhook", "secret", "secret_file", "FOLDERTRACK_WEBHOOK_SECRET", "webhook-secret"),
+    SecretSpec(
+        "dataverse",
+        "client_secret",
+        "client_secret_file",
+        "FOLDERTRACK_DATAVERSE_CLIENT_SECRET",
+        "dataverse-client-secret",
+    ),
+    SecretSpec(
+        "dataverse", "ntlm_password", "password_file", "FOLDERTRACK_DATAVERSE_PASSWORD", "dataverse-password"
+    ),
 )
 
 

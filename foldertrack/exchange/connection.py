@@ -10,36 +10,39 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from dataclasses import dataclass
 
 from exchangelib import DELEGATE, IMPERSONATION, UTC, Account, Configuration, Credentials, Identity
 from exchangelib.credentials import OAuth2Credentials
 from exchangelib.errors import SessionPoolMinSizeReached
-from exchangelib.protocol import BaseProtocol, FailFast, NoVerifyHTTPAdapter
+from exchangelib.protocol import BaseProtocol, FailFast
 from exchangelib.transport import BASIC, NTLM, OAUTH2
-from exchangelib.version import (
-    EXCHANGE_2010_SP2,
-    EXCHANGE_2013,
-    EXCHANGE_2013_SP1,
-    EXCHANGE_2016,
-    EXCHANGE_2019,
-    EXCHANGE_O365,
-    Version,
-)
+from exchangelib.version import VERSIONS, Build, Version
+from urllib3.exceptions import InsecureRequestWarning
 
+from foldertrack.config.settings import EWS_VERSIONS as CONFIG_EWS_VERSIONS
 from foldertrack.errors import ConfigError
+from foldertrack.exchange.transport import GuardedAdapter, GuardedNoVerifyAdapter, set_limits
 
 log = logging.getLogger(__name__)
 
-#: EWS schema version names accepted in ``exchange.version``.
-EWS_VERSIONS = {
-    "Exchange2010_SP2": EXCHANGE_2010_SP2,
-    "Exchange2013": EXCHANGE_2013,
-    "Exchange2013_SP1": EXCHANGE_2013_SP1,
-    "Exchange2016": EXCHANGE_2016,
-    "Exchange2019": EXCHANGE_2019,
-    "ExchangeOnline": EXCHANGE_O365,
-}
+
+def _builds() -> dict[str, Build]:
+    """``exchange.version`` names (the settings table's list: one declaration) → the first exchangelib
+    build that speaks that ``RequestServerVersion``."""
+    builds: dict[str, Build] = {}
+    for build, api_version, _name in VERSIONS:
+        builds.setdefault(api_version, build)
+    missing = set(CONFIG_EWS_VERSIONS) - set(builds)
+    if missing:  # the settings table names a version this exchangelib cannot send
+        raise RuntimeError(f"exchangelib knows no build for {sorted(missing)}")
+    return {name: builds[name] for name in CONFIG_EWS_VERSIONS}
+
+
+#: EWS schema version names accepted in ``exchange.version`` (exactly the settings table's list).
+EWS_VERSIONS = _builds()
+_TLS_WARNED = threading.Event()
 _AUTH_TYPES = {"basic": BASIC, "ntlm": NTLM, "oauth2": OAUTH2}
 
 
@@ -56,6 +59,8 @@ class ExchangeSettings:
     verify_tls: bool = True
     oauth2_tenant_id: str | None = None
     oauth2_client_id: str | None = None
+    request_timeout: float = 300.0  # total deadline of one non-streaming request
+    max_response_size: int = 128 * 2**20
 
     def __repr__(self) -> str:  # never show the password
         return f"ExchangeSettings(endpoint={self.endpoint!r}, auth={self.auth!r}, username={self.username!r})"
@@ -72,8 +77,9 @@ class ExchangeConnector:
                 f"exchange.version: {settings.version!r} is not one of {', '.join(EWS_VERSIONS)}"
             )
         if not settings.verify_tls:
-            log.warning("TLS certificate verification is OFF (exchange.verify_tls = false)")
-            BaseProtocol.HTTP_ADAPTER_CLS = NoVerifyHTTPAdapter
+            _warn_tls_off()
+        BaseProtocol.HTTP_ADAPTER_CLS = GuardedAdapter if settings.verify_tls else GuardedNoVerifyAdapter
+        set_limits(settings.request_timeout, settings.max_response_size)
         self.settings = settings
         self._lock = threading.Lock()
         self._accounts: dict[str, Account] = {}
@@ -90,7 +96,7 @@ class ExchangeConnector:
             service_endpoint=settings.endpoint,
             credentials=credentials,
             auth_type=_AUTH_TYPES[settings.auth],
-            version=Version(build=EWS_VERSIONS[settings.version]),
+            version=Version(build=EWS_VERSIONS[settings.version], api_version=settings.version),
             retry_policy=FailFast(),  # our dispatcher is the one retry layer
             max_connections=max(2, max_connections),
         )
@@ -123,6 +129,18 @@ class ExchangeConnector:
             self._accounts.clear()
         if accounts:
             accounts[0].protocol.close()
+
+
+def _warn_tls_off() -> None:
+    """Once per process, loudly; urllib3's per-request InsecureRequestWarning would say it thousands of
+    times (and, printed raw, break JSON logs)."""
+    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+    if not _TLS_WARNED.is_set():
+        _TLS_WARNED.set()
+        log.warning(
+            "TLS certificate verification is OFF (exchange.verify_tls = false): anyone on the path can "
+            "read and change the traffic, credentials included. Use only against a test server."
+        )
 
 
 def _refuse_to_shrink() -> None:

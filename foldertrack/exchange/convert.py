@@ -1,7 +1,8 @@
 """Turn a fetched Exchange message into the ``Activity`` a sink stores.
 
 The mail's identity is its Internet Message-ID, so the same mail filed from two mailboxes, or moved
-between folders (which gives it a new EWS item id), keeps one key. A mail without a Message-ID gets a
+between folders (which gives it a new EWS item id), keeps one key. A server that sends only an HTML body
+gets a text body derived from it. A mail without a Message-ID gets a
 key hashed from sender, sent time, subject and body.
 """
 
@@ -15,9 +16,12 @@ from datetime import UTC, datetime
 from exchangelib.attachments import FileAttachment, ItemAttachment
 from exchangelib.items import Item
 
+from foldertrack.exchange import datetimes
+from foldertrack.exchange.htmltext import html_to_text
 from foldertrack.model import Activity, Attachment, Party, RecordRef
 
 log = logging.getLogger(__name__)
+datetimes.install()  # fractional-second timestamps of non-Exchange servers: see exchange/datetimes.py
 
 MAX_KEY_LENGTH = 255
 AddressResolver = Callable[[str], RecordRef | None]
@@ -79,14 +83,15 @@ def to_activity(
     html_body = _text(item.body) if _is_html(item.body) else None
     if text_body is None and item.body is not None and html_body is None:
         text_body = _text(item.body)
+    key_body = text_body or html_body  # the fallback key hashes what the server sent, as it always did
+    if (text_body is None or not text_body.strip()) and html_body:
+        text_body = html_to_text(html_body)  # servers that ignore item:TextBody send HTML only
     parties = list(_parties("from", [sender_box] if sender_box else [], resolve_address))
     for role, boxes in (("to", item.to_recipients), ("cc", item.cc_recipients), ("bcc", item.bcc_recipients)):
         parties.extend(_parties(role, boxes or [], resolve_address))
     conversation = item.conversation_id.id if getattr(item, "conversation_id", None) else None
     return Activity(
-        key=mail_key(
-            item.message_id, sender, plain_datetime(item.datetime_sent), item.subject, text_body or html_body
-        ),
+        key=mail_key(item.message_id, sender, plain_datetime(item.datetime_sent), item.subject, key_body),
         mailbox=mailbox,
         folder_id=folder_id,
         folder_path=folder_path,

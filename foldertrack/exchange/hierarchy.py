@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from exchangelib import Account
 
 from foldertrack.retry import describe, is_transient
-from foldertrack.rules.paths import join_folder_path
+from foldertrack.rules.paths import join_folder_path, name_key
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,8 @@ class FolderTree:
         """The id of the folder with these names from the root down (case-insensitive), or None."""
         current = self.root_id
         for part in segments:
-            wanted = part.casefold()
-            match = next((n.id for n in self.children(current) if n.name.casefold() == wanted), None)
+            wanted = name_key(part)
+            match = next((n.id for n in self.children(current) if name_key(n.name) == wanted), None)
             if match is None:
                 return None
             current = match
@@ -79,8 +79,8 @@ class FolderTree:
         """The id of the deepest existing folder along ``segments`` (the root when not even the first exists)."""
         current = self.root_id
         for part in segments:
-            wanted = part.casefold()
-            match = next((n.id for n in self.children(current) if n.name.casefold() == wanted), None)
+            wanted = name_key(part)
+            match = next((n.id for n in self.children(current) if name_key(n.name) == wanted), None)
             if match is None:
                 break
             current = match
@@ -88,7 +88,7 @@ class FolderTree:
 
     def children(self, folder_id: str) -> list[FolderNode]:
         return sorted(
-            (n for n in self.nodes.values() if n.parent_id == folder_id), key=lambda n: n.name.casefold()
+            (n for n in self.nodes.values() if n.parent_id == folder_id), key=lambda n: name_key(n.name)
         )
 
     def descendants(self, folder_id: str) -> Iterator[FolderNode]:

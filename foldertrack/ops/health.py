@@ -1,7 +1,8 @@
 """Is this watcher healthy? The answer ``/healthz`` gives (200 "ok", or 503 with the reason).
 
 Healthy means: every thread alive (``Watcher.check()``), started up (every mailbox subscribed or
-polling), and at least one mailbox not in ``error``. A mailbox that polls because its stream fails is
+polling), at least one mailbox not in ``error``, and delivery to an external sink not failing for longer
+than ``delivery.unhealthy_after`` (a CRM outage shorter than that only grows the outbox). A mailbox that polls because its stream fails is
 degraded, not unhealthy: mails are still tracked within the poll interval.
 """
 
@@ -28,6 +29,9 @@ def health_problem(watcher: Watcher) -> str | None:
         return f"starting: {_describe(waiting, len(states))} not subscribed or polling yet"
     if states and all(s.health()["mode"] == "error" for s in states):
         return f"every mailbox is in error: {_describe(states, len(states))}"
+    delivery = getattr(watcher, "delivery", None)
+    if delivery is not None:
+        return delivery.problem()
     return None
 
 

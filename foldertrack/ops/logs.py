@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import sys
 import threading
+import warnings
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -89,6 +91,68 @@ def register_credentials(username: str | None, secret: str) -> None:
         register_secret(base64.b64encode(f"{username}:{secret}".encode()).decode("ascii"))
 
 
+#: Characters that could end a text log line or fake one (CR, LF, NEL, U+2028/9) or drive a terminal (ESC…).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+CONTINUATION = "  | "
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\n``, ``\\x1b``…): one line, inert."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record whatever a subject, address or server message contains (no forged lines).
+
+    The message (with its arguments) is escaped whole; a traceback keeps its lines, each escaped and
+    prefixed with ``"  | "``, so nothing in it can start a line that looks like a new record."""
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei) -> str:
+        return _continuation(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _continuation(stack_info)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_text and not record.exc_text.startswith(CONTINUATION):
+            record.exc_text = _continuation(record.exc_text)  # set by the redactor, unescaped
+        return super().format(record)
+
+
+def _continuation(text: str) -> str:
+    return "\n".join(CONTINUATION + escape_controls(line) for line in text.splitlines())
+
+
+class TransientTracebacks(logging.Filter):
+    """A transient failure (database or Exchange unreachable) is one line with its cause; its traceback
+    is only worth the space at DEBUG (a database outage would otherwise print ~90 lines every retry)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info or logging.getLogger().isEnabledFor(logging.DEBUG):
+            return True
+        exc = record.exc_info[1]
+        if exc is None:
+            return True
+        from foldertrack.retry import describe, is_transient
+
+        if is_transient(exc):
+            cause = describe(exc)
+            message = record.getMessage()
+            if cause not in message:
+                message = f"{message} ({cause})"
+            record.msg, record.args = message, None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; non-ASCII kept as is, newlines in messages escaped by JSON."""
 
@@ -114,7 +178,7 @@ class JsonFormatter(logging.Formatter):
 
 def make_formatter(fmt: str) -> logging.Formatter:
     if fmt == "text":
-        return logging.Formatter(FORMAT)
+        return TextFormatter()
     if fmt == "json":
         return JsonFormatter()
     raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -128,9 +192,14 @@ def setup_logging(level: str | int = "INFO", fmt: str = "text", *, stream: TextI
         root.removeHandler(handler)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(TransientTracebacks())
     handler.addFilter(REDACTOR)
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    # Python warnings (urllib3's InsecureRequestWarning…) go through this handler too, never raw to stderr
+    # where they would break JSON lines; each is logged once
+    logging.captureWarnings(True)
+    warnings.simplefilter("once")
     # exchangelib logs request bodies at DEBUG (they carry the impersonation header, never the password);
     # keep its chatter out unless asked for
     for noisy in ("exchangelib", "urllib3", "watchdog", "requests_ntlm"):

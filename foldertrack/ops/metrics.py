@@ -4,7 +4,8 @@ Counters and histograms are fed by :class:`PrometheusObserver` (the watcher's ob
 read from the live watcher at scrape time by :class:`WatcherCollector`. Everything lives in the
 observer's own ``CollectorRegistry``, never prometheus-client's global one, so several watchers (tests)
 never share numbers. No metric is labelled by mailbox: a process may watch a thousand of them. Labels are
-``operation``, ``code``, ``mode`` and ``outcome`` only, each with a small set of values.
+``operation``, ``code``, ``mode``, ``outcome`` and ``sink`` (the one configured sink) only, each with a
+small set of values.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from foldertrack.state.types import utcnow
 from foldertrack.sync import SyncResult
 from foldertrack.watch.observer import WatchObserver
 
@@ -33,6 +35,7 @@ ITEM_OUTCOMES = {
     "relinked": "relinked",
     "untracked": "untracked",
     "conflict": "conflicts",
+    "collision": "collisions",  # a different mail reusing a tracked Message-ID (H5)
     "dead_lettered": "dead_lettered",
 }
 #: Move → activity latency: the quality bar is p99 ≤ 1 s streaming, ≤ poll interval + 1 s polling.
@@ -83,6 +86,13 @@ class PrometheusObserver(WatchObserver):
             ["mode"],
             registry=r,
         )
+        self.resubscribes = Counter(
+            "foldertrack_resubscribes",
+            "Subscriptions the server lost or refused to stream, by EWS code; each is subscribed again,"
+            " rate-limited with back-off (a fast-growing count means a server that keeps refusing).",
+            ["code"],
+            registry=r,
+        )
         self.sync_seconds = Histogram(
             "foldertrack_sync_duration_seconds",
             "Wall time of one committed folder catch-up (SyncFolderItems pages, GetItem, sink, commit).",
@@ -96,6 +106,20 @@ class PrometheusObserver(WatchObserver):
             " notification follows the move within milliseconds, so this is move -> activity; in polling"
             " mode the wait for the poll tick is not included.",
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "foldertrack_deliveries",
+            "Outbox entries handled by the delivery workers, by sink and outcome: delivered, retry (transient"
+            " failure, retried with back-off), dead (rejected by the sink: a dead letter), skipped (superseded).",
+            ["sink", "outcome"],
+            registry=r,
+        )
+        self.delivery_seconds = Histogram(
+            "foldertrack_delivery_duration_seconds",
+            "Wall time of one call to the sink (upsert, untrack or delete), whatever its outcome.",
+            ["sink"],
+            buckets=SYNC_BUCKETS,
             registry=r,
         )
         for outcome in ("committed", "failed"):
@@ -127,6 +151,14 @@ class PrometheusObserver(WatchObserver):
 
     def mode_changed(self, mailbox: str, old: str, new: str) -> None:
         self.mode_changes.labels(new).inc()
+
+    def delivered(self, sink: str, op: str, outcome: str, seconds: float) -> None:
+        self.deliveries.labels(sink, outcome).inc()
+        if outcome != "skipped":
+            self.delivery_seconds.labels(sink).observe(seconds)
+
+    def resubscribed(self, mailbox: str, code: str) -> None:
+        self.resubscribes.labels(code).inc()
 
 
 class WatcherCollector(Collector):
@@ -171,11 +203,49 @@ class WatcherCollector(Collector):
             "Streaming connections currently open and reading.",
             value=sum(1 for group in groups if group.size() and group.connected),
         )
+        yield from _delivery_gauges(watcher)
         yield GaugeMetricFamily(
             "foldertrack_ready",
             "1 once every mailbox is subscribed or polling (what READY=1 tells systemd), else 0.",
             value=1 if watcher.ready.is_set() else 0,
         )
+
+
+def _delivery_gauges(watcher: Watcher) -> Iterator[Metric]:
+    """The outbox of an external sink, read from the database at scrape time (absent for ``sql``)."""
+    delivery = getattr(watcher, "delivery", None)
+    if delivery is None:
+        return
+    try:
+        figures = delivery.figures()
+    except Exception as exc:  # the database may be down: the other gauges still answer
+        log.debug("outbox figures unavailable: %s", exc)
+        return
+    now = utcnow()
+    oldest = (now - figures.oldest_pending_at).total_seconds() if figures.oldest_pending_at else 0.0
+    failing = (now - delivery.failing_since).total_seconds() if delivery.failing_since else 0.0
+    for name, help_text, value in (
+        ("foldertrack_outbox_backlog", "Outbox entries waiting for delivery to the sink.", figures.backlog),
+        (
+            "foldertrack_outbox_oldest_seconds",
+            "Age of the oldest undelivered outbox entry (0: none).",
+            oldest,
+        ),
+        (
+            "foldertrack_outbox_dead_letters",
+            "Outbox entries the sink rejected, waiting for `foldertrack retry`.",
+            figures.dead,
+        ),
+        (
+            "foldertrack_delivery_failing_seconds",
+            "How long delivery to the sink has been failing (0: it works); /healthz fails past"
+            " delivery.unhealthy_after.",
+            failing,
+        ),
+    ):
+        family = GaugeMetricFamily(name, help_text, labels=["sink"])
+        family.add_metric([delivery.name], value)
+        yield family
 
 
 def metrics_registry(watcher: Watcher) -> CollectorRegistry:

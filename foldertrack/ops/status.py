@@ -8,7 +8,12 @@ The report is plain data with stable keys (``--json`` prints it as it is):
   ``configured_path``, ``status``, ``rule``, ``tracked``, ``last_sync_at``) and ``warnings``
   (``kind``, ``rule``, ``path``, ``message``, ``since``);
 - ``dead_letters``: the dead letters ``foldertrack retry`` can replay;
-- ``totals``: counts over all mailboxes.
+- ``sinks``: one entry per external sink fed by the delivery outbox (``sink``, ``backlog``,
+  ``oldest_pending_at``, ``oldest_pending_seconds``, ``delivered``, ``dead_letters``, ``rejected``,
+  ``last_success_at``, ``last_error``, ``last_error_at``, ``failing_since``);
+- ``delivery_dead_letters``: outbox entries the sink rejected (``id`` is ``d<entry>``, what
+  ``foldertrack retry`` takes), with the CRM's own message;
+- ``totals``: counts over all mailboxes (and ``outbox_backlog``, ``delivery_dead_letters``).
 
 Warning kinds: ``stale_path`` (folder renamed or moved; tracking follows it), ``folder_deleted`` (rule
 broken; activities kept), ``folder_not_found`` (the rule's folder or pattern parent does not exist),
@@ -20,10 +25,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
-from foldertrack.state.schema import dead_letters, ledger, subscription_health, tracked_folders
-from foldertrack.state.watch_store import rule_issue_rows
+from foldertrack.delivery import outbox
+from foldertrack.state.schema import activities, dead_letters, ledger, subscription_health, tracked_folders
+from foldertrack.state.types import utcnow
+from foldertrack.state.watch_store import collision_rows, rule_issue_rows
 
 #: keys of every mailbox entry, in the order ``--json`` prints them
 MAILBOX_KEYS: tuple[str, ...] = (
@@ -74,6 +81,8 @@ def collect_status(engine: Engine) -> dict[str, Any]:
             )
         )
         issues = rule_issue_rows(conn)
+        collisions = [_collision(c) for c in collision_rows(conn)]  # reused Message-IDs (H5)
+        sinks, delivery_dead = _delivery(conn)
 
     mailboxes: dict[str, dict[str, Any]] = {}
 
@@ -151,7 +160,13 @@ def collect_status(engine: Engine) -> dict[str, Any]:
     return {
         "mailboxes": values,
         "dead_letters": dead_list,
+        "collisions": collisions,
+        "sinks": sinks,
+        "delivery_dead_letters": delivery_dead,
         "totals": {
+            "collisions": len(collisions),
+            "outbox_backlog": sum(s["backlog"] for s in sinks),
+            "delivery_dead_letters": len(delivery_dead),
             "mailboxes": len(values),
             "folders": sum(len(m["folders"]) for m in values),
             "tracked": sum(m["tracked"] for m in values),
@@ -160,6 +175,65 @@ def collect_status(engine: Engine) -> dict[str, Any]:
             "warnings": sum(len(m["warnings"]) for m in values),
             "modes": _modes(values),
         },
+    }
+
+
+def _delivery(conn: Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per external sink: backlog, oldest undelivered age, counts, health; and its dead letters."""
+    now = utcnow()
+    sinks = [
+        {
+            "sink": f.sink,
+            "backlog": f.backlog,
+            "oldest_pending_at": _iso(f.oldest_pending_at),
+            "oldest_pending_seconds": round((now - f.oldest_pending_at).total_seconds(), 3)
+            if f.oldest_pending_at
+            else None,
+            "delivered": f.delivered_total,
+            "dead_letters": f.dead,
+            "rejected": f.dead_total,
+            "last_success_at": _iso(f.last_success_at),
+            "last_error": f.last_error,
+            "last_error_at": _iso(f.last_error_at),
+            "failing_since": _iso(f.failing_since),
+        }
+        for f in outbox.figures(conn).values()
+    ]
+    rows = outbox.dead_entries(conn)
+    keys = list({r.mail_key for r in rows})
+    subjects = (
+        dict(
+            conn.execute(
+                select(activities.c.key, activities.c.subject).where(activities.c.key.in_(keys))
+            ).all()
+        )
+        if keys
+        else {}
+    )
+    dead = [
+        {
+            "id": f"d{r.id}",
+            "sink": r.sink,
+            "mailbox": r.mailbox,
+            "op": r.op,
+            "subject": subjects.get(r.mail_key),
+            "error": r.last_error,
+            "attempts": r.attempts,
+            "created_at": _iso(r.created_at),
+        }
+        for r in rows
+    ]
+    return sinks, dead
+
+
+def _collision(row: Any) -> dict[str, Any]:
+    """A mail that reused a tracked mail's Message-ID with other content: not tracked, the first kept."""
+    return {
+        "mailbox": row.mailbox,
+        "key": row.activity_key,
+        "subject": row.subject,
+        "sender": row.sender,
+        "at": _iso(row.at),
     }
 
 

@@ -4,6 +4,11 @@ The main loop is the only place that talks to the service manager: ``READY=1`` o
 ``STATUS=`` lines, ``WATCHDOG=1`` pings only while every thread is alive and the sync work is moving (so a
 wedged loop, a dead thread or stuck workers all stop the pings), ``RELOADING=1`` … ``READY=1`` around a
 SIGHUP reload and ``STOPPING=1`` on the way out.
+
+It also watches each mailbox on its own: work that shows no progress for ``stuck_timeout`` (a server that
+trickles an answer, say, while other mailboxes move on) marks the mailbox stuck in ``status``, and the
+request it waits for is cut so the work is retried; still stuck as long again, the pings stop, because
+only a restart can free that worker.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 from collections import Counter
 
 from foldertrack.errors import ConfigError, RuleError
+from foldertrack.exchange.transport import abort_requests
 from foldertrack.ops.notify import Notifier
 from foldertrack.watch.daemon import Watcher
 
@@ -29,10 +35,24 @@ class Supervisor:
     Thread-safe requests: ``request_stop()`` and ``request_reload()`` (the signal handlers call them).
     """
 
-    def __init__(self, watcher: Watcher, notifier: Notifier, *, stall_timeout: float = 900.0) -> None:
+    def __init__(
+        self,
+        watcher: Watcher,
+        notifier: Notifier,
+        *,
+        stall_timeout: float = 900.0,
+        stuck_timeout: float | None = None,
+    ) -> None:
         self.watcher = watcher
         self.notifier = notifier
         self.stall_timeout = stall_timeout
+        options = getattr(watcher, "options", None)
+        #: one mailbox's work without progress this long is stuck (``watch.stuck_timeout``; 0: off)
+        self.stuck_timeout = (
+            stuck_timeout if stuck_timeout is not None else getattr(options, "stuck_timeout", 600.0)
+        )
+        self._stuck: dict[tuple[int, float], float] = {}  # (worker thread, work started) → first seen stuck
+        self._marked: dict[str, float] = {}  # mailbox → when it was marked stuck
         self.ready = False
         #: why the service is not healthy right now (None: healthy), for logs, STATUS and health checks
         self.problem: str | None = None
@@ -130,11 +150,51 @@ class Supervisor:
                     f"stalled: sync workers finished nothing for {quiet:.0f}s "
                     f"with {backlog} piece(s) of work queued or running"
                 )
+        stuck_problem = self._check_stuck(now)  # every turn: it also marks and frees stuck mailboxes
+        problem = problem or stuck_problem
         if problem and not self.problem:
             log.error("%s; withholding watchdog pings so the service manager restarts us", problem)
         elif self.problem and not problem:
             log.warning("sync workers are making progress again")
         self.problem = problem
+
+    def _check_stuck(self, now: float) -> str | None:
+        """Per mailbox: mark stuck work, cut its request; a problem when cutting did not free it."""
+        dispatcher = getattr(self.watcher, "dispatcher", None)
+        if not self.stuck_timeout or dispatcher is None or not hasattr(dispatcher, "stuck"):
+            return None
+        stuck = {(w.thread_id, w.started): w for w in dispatcher.stuck(self.stuck_timeout, now)}
+        states = {s.mailbox: s for s in self.watcher.mailbox_states()}
+        problem = None
+        for ident, work in stuck.items():
+            kind, mailbox = work.key[0], work.key[1]
+            quiet = now - work.last_progress
+            if ident not in self._stuck:
+                self._stuck[ident] = now
+                cut = abort_requests(work.thread_id)
+                text = f"stuck: {kind} work made no progress for {quiet:.0f}s; " + (
+                    "its Exchange request was cut, it is retried" if cut else "it waits for no request"
+                )
+                log.error("%s: %s", mailbox, text)
+                if mailbox in states:
+                    states[mailbox].stuck = text
+                    self._marked[mailbox] = now
+            elif now - self._stuck[ident] > self.stuck_timeout and problem is None:
+                problem = (
+                    f"{mailbox}: {kind} work stuck for {quiet:.0f}s, cutting its request did not free it"
+                )
+        for ident in [i for i in self._stuck if i not in stuck]:
+            del self._stuck[ident]
+        stuck_mailboxes = {w.key[1] for w in stuck.values()}
+        for mailbox, state in states.items():
+            if not getattr(state, "stuck", None) or mailbox in stuck_mailboxes:
+                continue
+            marked = self._marked.get(mailbox, 0.0)
+            if dispatcher.succeeded_since(mailbox, marked):  # stuck until its work succeeds again
+                state.stuck = None
+                self._marked.pop(mailbox, None)
+                log.warning("%s: work is moving again", mailbox)
+        return problem
 
     def status_line(self) -> str:
         """One line for ``systemctl status``: mailboxes, folders, modes, what this run tracked, trouble."""

@@ -15,13 +15,25 @@ from typing import Literal, get_args
 from foldertrack.model import RecordRef
 from foldertrack.rules.paths import fold, join_folder_path, parse_folder_path
 
-OnLeave = Literal["keep", "untrack"]
+OnLeave = Literal["keep", "untrack", "delete"]
 Duplicates = Literal["first_wins", "last_wins"]
 LookupBy = Literal["name", "number", "name_or_number"]
 
 ON_LEAVE: tuple[str, ...] = get_args(OnLeave)
 DUPLICATES: tuple[str, ...] = get_args(Duplicates)
 LOOKUP_BY: tuple[str, ...] = get_args(LookupBy)
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """What of a mail goes to an external sink (``send: {body: false, attachments: false}`` for
+    privacy-sensitive folders). The local activity tables always keep everything."""
+
+    body: bool = True
+    attachments: bool = True
+
+    def as_dict(self) -> dict[str, bool]:
+        return {"body": self.body, "attachments": self.attachments}
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class FolderRule:
     backfill_since: timedelta | None = None
     on_leave: OnLeave = "keep"
     duplicates: Duplicates = "first_wins"
+    send: SendOptions = SendOptions()
     source: str = field(default="", compare=False)
     line: int = field(default=0, compare=False)
 
@@ -91,6 +104,7 @@ class FolderRule:
             "backfill_since": self.backfill_since,
             "on_leave": self.on_leave,
             "duplicates": self.duplicates,
+            "send": self.send.as_dict(),
         }
 
     def canonical(self) -> tuple[object, ...]:
@@ -104,7 +118,7 @@ class FolderRule:
             record = None
         since = self.backfill_since.total_seconds() if self.backfill_since is not None else None
         return (self.mailbox, self.path, record, self.include_subfolders, self.backfill, since, self.on_leave,
-                self.duplicates)  # fmt: skip
+                self.duplicates, self.send.body, self.send.attachments)  # fmt: skip
 
 
 @dataclass(frozen=True)

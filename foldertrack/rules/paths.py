@@ -2,12 +2,24 @@
 
 ``/`` separates folders; ``\\/`` is a slash inside a folder name, ``\\*`` a literal asterisk and ``\\\\`` a
 backslash. A last segment of a bare ``*`` makes a pattern rule (one record per subfolder). Segments are
-stripped of surrounding blanks; comparisons are case-insensitive, like Exchange's folder names.
+stripped of surrounding blanks; comparisons are case-insensitive, like Exchange's folder names, and blind
+to Unicode normalisation (NFC both sides): ``Müller`` typed as one code point or as ``u`` + combining
+diaeresis (what some phones and macOS write) is the same folder.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
+
+
+def name_key(name: str) -> str:
+    """How folder names compare: NFC, then case-folded (and NFC again: folding can denormalise)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+
+
+def same_path(a: str, b: str) -> bool:
+    return name_key(a) == name_key(b)
 
 
 def parse_folder_path(text: str) -> tuple[tuple[str, ...], bool]:
@@ -16,7 +28,7 @@ def parse_folder_path(text: str) -> tuple[tuple[str, ...], bool]:
     wild: list[bool] = []  # whether the segment has an unescaped '*'
     current: list[str] = []
     star = False
-    chars = iter(text.strip().lstrip("/"))
+    chars = iter(unicodedata.normalize("NFC", text).strip().lstrip("/"))
     for char in chars:
         if char == "\\":
             nxt = next(chars, None)
@@ -65,4 +77,4 @@ def normalise_folder_path(text: str) -> str:
 
 def fold(segments: Sequence[str]) -> tuple[str, ...]:
     """Case-insensitive comparison key of a path."""
-    return tuple(s.casefold() for s in segments)
+    return tuple(name_key(s) for s in segments)

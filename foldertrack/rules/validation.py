@@ -18,6 +18,7 @@ takes ``{type: TYPE, by: name | number | name_or_number}`` and looks up each sub
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -25,23 +26,33 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 
 from foldertrack.config import parse_duration
 from foldertrack.model import RECORD_TYPES, RecordRef
-from foldertrack.rules.model import DUPLICATES, LOOKUP_BY, ON_LEAVE, FolderRule, Record, RecordLookup
+from foldertrack.rules.model import (
+    DUPLICATES,
+    LOOKUP_BY,
+    ON_LEAVE,
+    FolderRule,
+    Record,
+    RecordLookup,
+    SendOptions,
+)
 from foldertrack.rules.paths import join_folder_path, parse_folder_path
 from foldertrack.rules.yamlnodes import NodeReader, describe, is_null, line_of
 
-OPTION_KEYS = ("backfill", "backfill_since", "on_leave", "include_subfolders", "duplicates")
+OPTION_KEYS = ("backfill", "backfill_since", "on_leave", "include_subfolders", "duplicates", "send")
+SEND_KEYS = ("body", "attachments")
 FILE_KEYS = ("defaults", "mailboxes")
 BLOCK_KEYS = ("address", "addresses", "defaults", "folders")
 FOLDER_KEYS = ("record", *OPTION_KEYS)
 LOOKUP_KEYS = ("type", "name", "number", "by")
 #: every key a rule file may contain, for the README check
-ALL_KEYS = tuple(dict.fromkeys(FILE_KEYS + BLOCK_KEYS + FOLDER_KEYS + LOOKUP_KEYS))
+ALL_KEYS = tuple(dict.fromkeys(FILE_KEYS + BLOCK_KEYS + FOLDER_KEYS + LOOKUP_KEYS + SEND_KEYS))
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "backfill": True,  # True, False or a timedelta (backfill_since)
     "on_leave": "keep",
     "include_subfolders": False,
     "duplicates": "first_wins",
+    "send": SendOptions(),
 }
 
 _ADDRESS = re.compile(
@@ -59,7 +70,7 @@ def parse_document(root: Node, reader: NodeReader) -> list[FolderRule]:
     top = reader.mapping(root, "the rule file", FILE_KEYS) or {}
     defaults = dict(DEFAULT_OPTIONS)
     if "defaults" in top:
-        defaults |= _options(top["defaults"][1], "defaults", reader)
+        defaults |= _options(top["defaults"][1], "defaults", reader, defaults)
     if "mailboxes" not in top:
         reader.missing(root, ["mailboxes"], "missing key 'mailboxes' (a list of '- address: ...' blocks)")
         return []
@@ -79,7 +90,7 @@ def _block(node: Node, file_defaults: dict[str, Any], reader: NodeReader) -> lis
     addresses = _addresses(node, block, reader)
     options = dict(file_defaults)
     if "defaults" in block:
-        options |= _options(block["defaults"][1], "defaults", reader)
+        options |= _options(block["defaults"][1], "defaults", reader, options)
     if "folders" not in block:
         reader.missing(node, ["folders"], "missing key 'folders' in a mailbox block")
         return []
@@ -123,14 +134,24 @@ def _addresses(node: Node, block: dict[str, tuple[ScalarNode, Node]], reader: No
     return list(dict.fromkeys(result))
 
 
-def _options(node: Node, what: str, reader: NodeReader) -> dict[str, Any]:
+def _options(
+    node: Node, what: str, reader: NodeReader, inherited: dict[str, Any] | None = None
+) -> dict[str, Any]:
     values = reader.mapping(node, what, OPTION_KEYS)
-    return _option_values(values or {}, reader)
+    return _option_values(values or {}, reader, inherited)
 
 
-def _option_values(values: dict[str, tuple[ScalarNode, Node]], reader: NodeReader) -> dict[str, Any]:
-    """The options present in one mapping; ``backfill`` folds ``backfill_since`` into a timedelta."""
+def _option_values(
+    values: dict[str, tuple[ScalarNode, Node]], reader: NodeReader, inherited: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The options present in one mapping; ``backfill`` folds ``backfill_since`` into a timedelta, ``send``
+    overrides the inherited send options key by key."""
     result: dict[str, Any] = {}
+    if "send" in values:
+        base = (inherited or {}).get("send", SendOptions())
+        send = _send(values["send"][1], base, reader)
+        if send is not None:
+            result["send"] = send
     if "backfill" in values:
         flag = reader.boolean(values["backfill"][1], "backfill")
         if flag is not None:
@@ -151,6 +172,21 @@ def _option_values(values: dict[str, tuple[ScalarNode, Node]], reader: NodeReade
             if value is not None:
                 result[key] = value
     return result
+
+
+def _send(node: Node, base: SendOptions, reader: NodeReader) -> SendOptions | None:
+    """``send: {body: BOOL, attachments: BOOL}``; keys left out keep the inherited value."""
+    values = reader.mapping(node, "send", SEND_KEYS)
+    if values is None:
+        return None
+    changes: dict[str, bool] = {}
+    for key in SEND_KEYS:
+        if key in values:
+            flag = reader.boolean(values[key][1], f"send.{key}")
+            if flag is None:
+                return None
+            changes[key] = flag
+    return replace(base, **changes)
 
 
 def _since(node: Node, reader: NodeReader) -> timedelta | None:
@@ -180,7 +216,7 @@ def _folder(
         entry = reader.mapping(node, f"folder {path!r}", FOLDER_KEYS)
         if entry is None:
             return None
-        options |= _option_values(entry, reader)
+        options |= _option_values(entry, reader, options)
         if "record" not in entry:
             message = f"folder {path!r}: missing key 'record' (write 'record: null' for no regarding)"
             reader.missing(node, ["record"], message, at=key)

@@ -45,7 +45,7 @@ def compose_file(data: bytes, source: str) -> tuple[Node | None, list[RuleProble
             RuleProblem(source, line, f"YAML syntax error: {exc.reason} (character {exc.character!r})")
         ]
     except yaml.YAMLError as exc:
-        return None, [RuleProblem(source, 1, f"YAML syntax error: {exc}")]
+        return None, [RuleProblem(source, 1, _short_message(f"YAML syntax error: {exc}"))]
     if root is None or (isinstance(root, ScalarNode) and root.tag == _STD + "null" and not root.value):
         return None, [RuleProblem(source, 1, "file is empty (expected 'mailboxes:')")]
     problems = [
@@ -81,7 +81,42 @@ def describe(node: Node) -> str:
         return "a list"
     if is_null(node):
         return "empty"
-    return repr(node.value)
+    return excerpt(_source_line(node) or node.value)
+
+
+#: A problem quotes at most this much of the offending value: a 52 MB scalar, or a rules "file" that is a
+#: symlink to /etc/passwd, must not end up whole in a log line.
+MAX_EXCERPT = 60
+MAX_MESSAGE = 500
+
+
+def excerpt(value: object) -> str:
+    """``repr`` of the value's first line, at most ``MAX_EXCERPT`` characters (marked when cut)."""
+    text = str(value)
+    first = text.split("\n", 1)[0].split("\r", 1)[0]
+    short = first[:MAX_EXCERPT]
+    return repr(short) + ("…" if short != text else "")
+
+
+def _source_line(node: Node) -> str | None:
+    """The value as written on its line of the file (a plain scalar may fold many lines into one)."""
+    mark = node.start_mark
+    buffer, pointer = getattr(mark, "buffer", None), getattr(mark, "pointer", None)
+    if not isinstance(buffer, str) or pointer is None:
+        return None
+    end_mark = node.end_mark
+    if end_mark is not None and end_mark.line == mark.line and getattr(end_mark, "pointer", None):
+        end = end_mark.pointer  # the value ends on its line: exactly what was written
+    else:
+        end = buffer.find("\n", pointer)
+    line = buffer[pointer : end if end >= 0 else len(buffer)].strip()
+    if line.startswith(("'", '"')):  # quoted: show the value, not the quotes and escapes
+        return None
+    return line if line and str(node.value).startswith(line[:1]) else None
+
+
+def _short_message(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "… (message cut)"
 
 
 def is_null(node: Node) -> bool:
@@ -99,7 +134,7 @@ class NodeReader:
 
     def problem(self, at: Node | int, message: str) -> None:
         line = at if isinstance(at, int) else line_of(at)
-        self.problems.append(RuleProblem(self.source, line, message))
+        self.problems.append(RuleProblem(self.source, line, _short_message(message)))
 
     def mapping(
         self, node: Node, what: str, allowed: Sequence[str] | None

@@ -3,15 +3,16 @@
 A sync state is the mailbox change sequence number it was issued at. Changes are computed from the
 folder's log net per item, the way Exchange reports them: an item added and removed in the window is not
 reported; one added then modified is a single ``Create``; an item moved out is a ``Delete`` here (and a
-``Create`` with its new id in the destination). Paging stops before the (N+1)-th item so that the returned
-state covers exactly what was returned.
+``Create`` with its new id in the destination). A sync state is a position in a round of such net
+changes (see :func:`item_changes`), so pages never split one item's history.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from foldertrack.simulator.ids import SyncPosition
 from foldertrack.simulator.model import Folder, Item, Mailbox
 
 
@@ -38,39 +39,47 @@ class _Net:
             self.only_read = self.only_read and op == "read"
 
 
-def item_changes(
-    mb: Mailbox, folder: Folder, from_seq: int, max_changes: int
-) -> tuple[list[tuple[str, Item]], int, bool]:
-    """Return ``([(kind, item)], new_seq, includes_last)``.
-
-    ``kind`` is Create, Update, Delete or ReadFlagChange.
-    """
-    log = folder.log
-    start = bisect.bisect_right(log, from_seq, key=lambda entry: entry[0])
+def _net_changes(mb: Mailbox, log: list[tuple[int, str, int]], base: int, end: int) -> list[tuple[str, int]]:
+    """The net (kind, serial) of every entry logged in (``base``, ``end``], in first-logged order."""
+    start = bisect.bisect_right(log, base, key=lambda entry: entry[0])
     net: dict[int, _Net] = {}
-    new_seq = from_seq
-    includes_last = True
     for seq, op, serial in log[start:]:
+        if seq > end:
+            break
         state = net.get(serial)
         if state is None:
-            if len(net) >= max_changes:
-                includes_last = False
-                break
             state = net[serial] = _Net.first_seen(op)
         state.apply(op)
-        new_seq = seq
-    if includes_last:
-        new_seq = max(new_seq, mb.seq)
-    changes: list[tuple[str, Item]] = []
+    changes: list[tuple[str, int]] = []
     for serial, state in net.items():
-        item = mb.items[serial]
         if state.existed_before and not state.exists_after:
-            changes.append(("Delete", item))
+            changes.append(("Delete", serial))
         elif not state.existed_before and state.exists_after:
-            changes.append(("Create", item))
-        elif state.existed_before and state.updated:
-            changes.append(("ReadFlagChange" if state.only_read else "Update", item))
-    return changes, new_seq, includes_last
+            changes.append(("Create", serial))
+        elif state.existed_before and state.updated and state.exists_after:
+            changes.append(("ReadFlagChange" if state.only_read else "Update", serial))
+    return changes
+
+
+def item_changes(
+    mb: Mailbox, folder: Folder, position: SyncPosition, max_changes: int
+) -> tuple[list[tuple[str, Item]], SyncPosition, bool]:
+    """Return ``([(kind, item)], new position, includes_last)``; ``kind`` is Create, Update, Delete or
+    ReadFlagChange.
+
+    A round reports the net change from ``base`` to the mailbox's sequence number when the round began
+    (``end``): a first sync (base 0) lists what is in the folder, and an item that came and went within
+    the round is never reported, however small the pages. The round is paged by an offset into that
+    fixed list; changes made meanwhile belong to the next round."""
+    end = position.end or mb.seq
+    net = _net_changes(mb, folder.log, position.base, end)
+    page = net[position.offset : position.offset + max_changes]
+    done = position.offset + len(page)
+    changes = [(kind, mb.items[serial]) for kind, serial in page]
+    if done < len(net):
+        return changes, replace(position, end=end, offset=done), False
+    newer = bool(folder.log) and folder.log[-1][0] > end
+    return changes, replace(position, base=end, end=0, offset=0), not newer
 
 
 def hierarchy_changes(mb: Mailbox, root: Folder, from_seq: int) -> tuple[list[tuple[str, Folder]], int]:

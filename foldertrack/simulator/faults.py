@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from foldertrack.simulator.events import StreamWaker
+from foldertrack.simulator.response_faults import ResponseFaults
 
 if TYPE_CHECKING:
     from foldertrack.simulator.store import Store
@@ -58,6 +59,7 @@ class Faults:
         self._http = _Budget()
         self._reset = _Budget()
         self.injected: dict[str, int] = {}
+        self.responses = ResponseFaults()  # poison answers: one mail's GetItem fails (H5, response_faults.py)
 
     # -- streams ----------------------------------------------------------------------------------
     def drop_streams(self) -> int:
@@ -119,6 +121,14 @@ class Faults:
     def slow_responses(self, ms: int) -> None:
         self.response_delay_ms = int(ms)
 
+    def use_profile(self, name: str) -> None:
+        """Switch the server profile (:mod:`.profiles`); the control endpoint's ``use_profile``."""
+        from foldertrack.simulator.profiles import profile_named
+
+        chosen = profile_named(name)
+        with self._store.lock:
+            self._store.profile = chosen
+
     def clear(self) -> None:
         """Turn every fault off (open stalled streams resume)."""
         with self._lock:
@@ -130,6 +140,7 @@ class Faults:
         self.streams_refused = 0
         self.delay_notifications(0)
         self.stall_streams(False)
+        self.responses.clear()
 
     # -- used by the server -----------------------------------------------------------------------
     def take_request_fault(self) -> tuple[str, int] | None:
@@ -172,6 +183,7 @@ class Faults:
                 "notification_delay_ms": self.notification_delay_ms,
                 "response_delay_ms": self.response_delay_ms,
                 "open_streams": len(self.streams),
+                "profile": self._store.profile.name,
                 "injected": dict(self.injected),
             }
 
@@ -193,6 +205,15 @@ class Faults:
             "delay_notifications": lambda: self.delay_notifications(int(spec["ms"])),
             "slow_responses": lambda: self.slow_responses(int(spec["ms"])),
             "clear": lambda: self.clear(),
+            "use_profile": lambda: self.use_profile(str(spec["name"])),
+            "spoil_responses": lambda: self.responses.add(
+                str(spec["marker"]),
+                str(spec["mode"]),
+                operation=str(spec.get("operation", "GetItem")),
+                times=spec.get("times"),
+                size=int(spec.get("size", 1_000_000)),
+                interval=float(spec.get("interval", 0.5)),
+            ),
         }
         action = spec.get("action")
         if action not in actions:

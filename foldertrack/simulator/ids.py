@@ -66,16 +66,29 @@ def change_key(kind: str, version: int) -> str:
     return base64.b64encode(tag + struct.pack(">Q", version)).decode()
 
 
-_STATE = struct.Struct(">4sIQQ")  # magic, mailbox, folder serial, change sequence
+_STATE = struct.Struct(">4sIQQQI")  # magic, mailbox, folder serial, base seq, round end seq, round offset
 
 
-def encode_sync_state(magic: bytes, mailbox: int, folder_serial: int, seq: int) -> str:
-    body = _STATE.pack(magic, mailbox, folder_serial, seq)
+@dataclass(frozen=True)
+class SyncPosition:
+    """Where a sync state stands: everything up to ``base`` was reported; when ``end`` is set, the net
+    changes of (``base``, ``end``] are being paged out and the first ``offset`` of them were reported."""
+
+    mailbox: int
+    folder_serial: int
+    base: int
+    end: int = 0
+    offset: int = 0
+
+
+def encode_sync_state(magic: bytes, position: SyncPosition) -> str:
+    p = position
+    body = _STATE.pack(magic, p.mailbox, p.folder_serial, p.base, p.end, p.offset)
     return base64.b64encode(body + struct.pack(">I", zlib.crc32(body))).decode()
 
 
-def decode_sync_state(text: str, magic: bytes) -> tuple[int, int, int]:
-    """Return ``(mailbox, folder_serial, seq)``; raise :class:`MalformedId` for anything we did not issue."""
+def decode_sync_state(text: str, magic: bytes) -> SyncPosition:
+    """Raise :class:`MalformedId` for anything we did not issue."""
     try:
         raw = base64.b64decode(text.strip().encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
@@ -85,7 +98,7 @@ def decode_sync_state(text: str, magic: bytes) -> tuple[int, int, int]:
     body, crc = raw[:-4], struct.unpack(">I", raw[-4:])[0]
     if zlib.crc32(body) != crc:
         raise MalformedId("bad sync state checksum")
-    got_magic, mailbox, folder_serial, seq = _STATE.unpack(body)
-    if got_magic != magic:
+    got_magic, mailbox, folder_serial, base, end, offset = _STATE.unpack(body)
+    if got_magic != magic or (end and end < base):
         raise MalformedId("not a sync state of this kind")
-    return mailbox, folder_serial, seq
+    return SyncPosition(mailbox, folder_serial, base, end, offset)

@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage, Message
 
-__all__ = ["Address", "MailSpec", "ParsedAttachment", "ParsedMail", "build_mime", "parse_mime"]
+__all__ = [
+    "Address",
+    "MailSpec",
+    "ParsedAttachment",
+    "ParsedMail",
+    "add_attachment",
+    "build_mime",
+    "parse_mime",
+    "remove_attachment",
+]
 
 
 @dataclass(frozen=True)
@@ -203,3 +212,51 @@ def _text(part: Message) -> str:
     except (LookupError, UnicodeError, KeyError):
         payload = part.get_payload(decode=True) or b""
         return payload.decode("utf-8", "replace")
+
+
+def _is_attachment_part(part: Message) -> bool:
+    """The same test :func:`parse_mime` applies, so attachment indexes agree."""
+    disposition = part.get_content_disposition()
+    return bool(
+        disposition == "attachment"
+        or part.get_filename()
+        or (disposition == "inline" and part.get("Content-ID"))
+    )
+
+
+def add_attachment(
+    data: bytes,
+    name: str,
+    content_type: str,
+    content: bytes,
+    *,
+    is_inline: bool = False,
+    content_id: str | None = None,
+) -> bytes:
+    """The MIME with one more file attachment (CreateItem with attachments, CreateAttachment)."""
+    msg = email.message_from_bytes(data, policy=policy.default)
+    maintype, _, subtype = (content_type or "application/octet-stream").partition("/")
+    headers = [f"Content-ID: <{content_id}>"] if content_id else None
+    msg.add_attachment(  # type: ignore[attr-defined]
+        content,
+        maintype=maintype,
+        subtype=subtype or "octet-stream",
+        filename=name,
+        disposition="inline" if is_inline else "attachment",
+        headers=headers,
+    )
+    return msg.as_bytes(policy=policy.SMTP)
+
+
+def remove_attachment(data: bytes, index: int) -> bytes:
+    """The MIME without its ``index``-th attachment (in :func:`parse_mime` order): DeleteAttachment."""
+    msg = email.message_from_bytes(data, policy=policy.default)
+    found = [part for part in msg.walk() if not part.is_multipart() and _is_attachment_part(part)]
+    victim = found[index]
+    for container in msg.walk():
+        if container.is_multipart():
+            payload = container.get_payload()
+            if isinstance(payload, list) and any(p is victim for p in payload):
+                container.set_payload([p for p in payload if p is not victim])
+                break
+    return msg.as_bytes(policy=policy.SMTP)

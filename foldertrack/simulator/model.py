@@ -18,11 +18,15 @@ DISTINGUISHED_FOLDERS: tuple[tuple[str, str | None, str, str | None], ...] = (
     ("drafts", "msgfolderroot", "Drafts", "IPF.Note"),
     ("deleteditems", "msgfolderroot", "Deleted Items", "IPF.Note"),
     ("junkemail", "msgfolderroot", "Junk Email", "IPF.Note"),
+    ("calendar", "msgfolderroot", "Calendar", "IPF.Appointment"),
+    ("contacts", "msgfolderroot", "Contacts", "IPF.Contact"),
+    ("tasks", "msgfolderroot", "Tasks", "IPF.Task"),
 )
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    """Microseconds are kept (rendered as whole seconds unless DateTimePrecision or a profile asks)."""
+    return dt.datetime.now(dt.UTC)
 
 
 class EwsError(Exception):
@@ -75,6 +79,8 @@ class Item:
     version: int = 1
     gone: bool = False  # moved away (it has a new id now) or deleted
     item_class: str = "IPM.Note"
+    #: a stable key per attachment (parallel to ``mail.attachments``): ids survive deleting another one
+    attachment_keys: list[int] | None = None
 
     @property
     def id(self) -> str:
@@ -84,8 +90,17 @@ class Item:
     def change_key(self) -> str:
         return ids.change_key("I", self.serial * 1000 + self.version)
 
+    def keys(self) -> list[int]:
+        if self.attachment_keys is None or len(self.attachment_keys) != len(self.mail.attachments):
+            self.attachment_keys = list(range(len(self.mail.attachments)))
+        return self.attachment_keys
+
     def attachment_id(self, index: int) -> str:
-        return ids.encode_id("A", self.mailbox, self.serial, index)
+        return ids.encode_id("A", self.mailbox, self.serial, self.keys()[index])
+
+    def attachment_index(self, key: int) -> int | None:
+        keys = self.keys()
+        return keys.index(key) if key in keys else None
 
     @property
     def size(self) -> int:
@@ -105,6 +120,7 @@ class Item:
             is_draft=self.is_draft,
             categories=list(self.categories),
             item_class=self.item_class,
+            attachment_keys=list(self.attachment_keys) if self.attachment_keys is not None else None,
         )
 
 

@@ -173,6 +173,21 @@ class Mutations:
         self.publish(mb, events)
         return item
 
+    def replace_mime(self: Store, mb: Mailbox, item: Item, mime: bytes, keys: list[int]) -> Item:
+        """New MIME for the same item (an attachment added or removed): a modification, same item id."""
+        when = now()
+        folder = mb.folder(item.folder)
+        importance = item.mail.importance
+        item.mime = mime
+        item.mail = parse_mime(mime)
+        item.mail.importance = importance
+        item.attachment_keys = list(keys)
+        item.version += 1
+        item.modified = when
+        folder.log.append((mb.next_seq(), "update", item.serial))
+        self.publish(mb, [_item_event("ModifiedEvent", item, folder, when)])
+        return item
+
     # -- folders ----------------------------------------------------------------------------------
     def create_folder(
         self: Store, mb: Mailbox, parent: Folder, name: str, folder_class: str | None = "IPF.Note"

@@ -12,7 +12,8 @@ from lxml import etree
 
 from foldertrack.simulator.mime import Address
 from foldertrack.simulator.model import Folder, Item, Mailbox
-from foldertrack.simulator.soap import M, T, bool_text, sub
+from foldertrack.simulator.profiles import EXCHANGE2010, EXCHANGE2013, response_options
+from foldertrack.simulator.soap import M, T, bool_text, sub, xs_bool
 
 _FOLDER_FIELDS = (
     "FolderId",
@@ -28,12 +29,39 @@ _ITEM_DEFAULT = {
     "Importance", "IsSubmitted", "IsDraft", "IsFromMe", "IsResend", "IsUnmodified", "DateTimeSent",
     "DateTimeCreated", "DisplayCc", "DisplayTo", "HasAttachments", "LastModifiedTime", "IsAssociated",
     "ConversationId", "Sender", "From", "IsRead", "InternetMessageId",
+    # as in the GetItem (email message) reference response: GetItem's Default also has these
+    "Body", "ToRecipients", "CcRecipients", "IsReadReceiptRequested", "IsDeliveryReceiptRequested",
 }  # fmt: skip
 _ALL_EXCLUDES = {"MimeContent", "TextBody", "UniqueBody", "NormalizedBody", "InternetMessageHeaders"}
+#: FindItem never returns bodies, attachments or recipient lists (only GetItem does), whatever was asked
+_FIND_EXCLUDES = frozenset(
+    {
+        "MimeContent", "Body", "TextBody", "UniqueBody", "NormalizedBody", "Attachments", "ToRecipients",
+        "CcRecipients", "BccRecipients", "ReplyTo", "InternetMessageHeaders",
+    }
+)  # fmt: skip
+#: elements newer than Exchange 2007: a request for an older schema version does not get them
+_SINCE = {
+    "ConversationId": EXCHANGE2010,
+    "IsAssociated": EXCHANGE2010,
+    "UniqueBody": EXCHANGE2010,
+    "TextBody": EXCHANGE2013,
+    "NormalizedBody": EXCHANGE2013,
+    "DistinguishedFolderId": EXCHANGE2013,
+}
 
 
 def ews_datetime(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """xs:dateTime in UTC: whole seconds like Exchange, milliseconds when the request's DateTimePrecision
+    asks, or as many fractional digits as the server profile writes."""
+    value = value.astimezone(dt.UTC)
+    options = response_options()
+    digits = options.profile.fraction_digits or (3 if options.milliseconds else 0)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if digits:
+        nanos = f"{value.microsecond:06d}{value.microsecond % 10}00"  # .NET ticks: 7 digits, then 2 zeros
+        text += "." + nanos[:digits]
+    return text + "Z"
 
 
 @dataclass
@@ -41,6 +69,8 @@ class Shape:
     base: str = "Default"  # IdOnly, Default, AllProperties
     extra: set[str] = field(default_factory=set)  # element names from t:FieldURI
     body_type: str = "Best"
+    find: bool = False  # a FindItem response: no bodies, attachments or recipient lists
+    version: int = field(default_factory=lambda: response_options().version)
 
     @classmethod
     def parse(cls, elem: etree._Element | None) -> Shape:
@@ -48,6 +78,8 @@ class Shape:
             return cls()
         shape = cls(base=(elem.findtext(T("BaseShape")) or "Default").strip())
         shape.body_type = (elem.findtext(T("BodyType")) or "Best").strip()
+        if xs_bool(elem.findtext(T("IncludeMimeContent"))):
+            shape.extra.add("MimeContent")
         props = elem.find(T("AdditionalProperties"))
         if props is not None:
             for uri in props.iter(T("FieldURI")):
@@ -55,7 +87,11 @@ class Shape:
         return shape
 
     def wants(self, name: str, default: set[str]) -> bool:
-        if name in self.extra or name in ("ItemId", "FolderId"):
+        if name in ("ItemId", "FolderId"):
+            return True
+        if (self.find and name in _FIND_EXCLUDES) or self.version < _SINCE.get(name, 0):
+            return False
+        if name in self.extra:
             return True
         if self.base == "AllProperties":
             return name not in _ALL_EXCLUDES
@@ -127,10 +163,11 @@ def attachment_element(parent: etree._Element, item: Item, index: int, with_cont
     sub(elem, T("ContentType"), att.content_type)
     if att.content_id:
         sub(elem, T("ContentId"), att.content_id)
-    sub(elem, T("Size"), len(att.content))
-    sub(elem, T("LastModifiedTime"), ews_datetime(item.created).rstrip("Z"))
-    sub(elem, T("IsInline"), bool_text(att.is_inline))
-    sub(elem, T("IsContactPhoto"), "false")
+    if response_options().version >= EXCHANGE2010:  # Size … IsContactPhoto came with Exchange 2010
+        sub(elem, T("Size"), len(att.content))
+        sub(elem, T("LastModifiedTime"), ews_datetime(item.created).rstrip("Z"))
+        sub(elem, T("IsInline"), bool_text(att.is_inline))
+        sub(elem, T("IsContactPhoto"), "false")
     if with_content:
         sub(elem, T("Content"), base64.b64encode(att.content).decode())
 
@@ -174,8 +211,11 @@ def item_element(parent: etree._Element, mb: Mailbox, item: Item, shape: Shape) 
         sub(elem, T("Subject"), mail.subject)
     if want("Sensitivity"):
         sub(elem, T("Sensitivity"), "Normal")
+    text_bodies = response_options().profile.text_body
     if want("Body"):
-        use_html = shape.body_type == "HTML" or (shape.body_type == "Best" and mail.html_body is not None)
+        use_html = shape.body_type == "HTML" or (
+            mail.html_body is not None and (shape.body_type == "Best" or not text_bodies)
+        )
         if use_html:
             text = mail.html_body if mail.html_body is not None else html.escape(mail.text_body or "")
             sub(elem, T("Body"), text, BodyType="HTML")
@@ -186,7 +226,7 @@ def item_element(parent: etree._Element, mb: Mailbox, item: Item, shape: Shape) 
         atts = sub(elem, T("Attachments"))
         for index in range(len(mail.attachments)):
             attachment_element(atts, item, index, with_content=False)
-    if want("DateTimeReceived"):
+    if want("DateTimeReceived") and response_options().profile.date_time_received:
         sub(elem, T("DateTimeReceived"), ews_datetime(item.received))
     if want("Size"):
         sub(elem, T("Size"), item.size)
@@ -229,7 +269,7 @@ def item_element(parent: etree._Element, mb: Mailbox, item: Item, shape: Shape) 
         sub(elem, T("IsAssociated"), "false")
     if want("ConversationId"):
         sub(elem, T("ConversationId"), Id=conversation_id(item))
-    if want("TextBody"):
+    if want("TextBody") and text_bodies:
         text = mail.text_body if mail.text_body is not None else html_to_text(mail.html_body or "")
         sub(elem, T("TextBody"), text, BodyType="Text")
     if tag != "Message":

@@ -13,14 +13,18 @@ import socket
 import struct
 import threading
 import time
+import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
+from foldertrack.simulator import routes
 from foldertrack.simulator.model import EwsError
 from foldertrack.simulator.ops import SERVICES
 from foldertrack.simulator.ops.base import Context, StreamingResponse
-from foldertrack.simulator.soap import SoapFault, envelope, fault_envelope, parse_request
+from foldertrack.simulator.profiles import VERSION_RANK, ResponseOptions, set_response_options
+from foldertrack.simulator.soap import SoapFault, envelope, fault_envelope, parse_request, stream_envelope
+from foldertrack.simulator.validation import VALIDATOR
 
 if TYPE_CHECKING:
     from foldertrack.simulator.simulator import Simulator
@@ -105,6 +109,17 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
+    def version_string(self) -> str:
+        return self.server_version  # "Microsoft-IIS/10.0", no trailing space
+
+    def _exchange_headers(self) -> dict[str, str]:
+        """``request-id`` on every response; ``client-request-id`` echoed when the client asked for it."""
+        headers = {"request-id": str(uuid.uuid4())}
+        client_id = self.headers.get("client-request-id")
+        if client_id and (self.headers.get("return-client-request-id") or "").strip().lower() == "true":
+            headers["client-request-id"] = client_id
+        return headers
+
     # -- plumbing ---------------------------------------------------------------------------------
     def _read_body(self) -> bytes | None:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
@@ -131,7 +146,7 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-FEServer", "SIMULATOR")
-        for key, value in (extra or {}).items():
+        for key, value in {**self._exchange_headers(), **(extra or {})}.items():
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
@@ -147,6 +162,8 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
 
     # -- routes -----------------------------------------------------------------------------------
     def do_GET(self) -> None:
+        if routes.handle(self, "GET"):  # token endpoint, Dataverse, CRM faults (simulator/routes.py)
+            return
         if self.path.lower().split("?")[0] == CONTROL_PATH and self._loopback():
             self._send(200, json.dumps(self.server.sim.faults.snapshot()).encode(), "application/json")
         elif self.path.lower().split("?")[0] == EWS_PATH:
@@ -155,6 +172,8 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
             self._send(404, b"Not found", "text/plain")
 
     def do_POST(self) -> None:
+        if routes.handle(self, "POST"):
+            return
         path = self.path.lower().split("?")[0]
         body = self._read_body()
         if body is None:
@@ -166,6 +185,18 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
             self._control(body)
         else:
             self._send(404, b"Not found", "text/plain")
+
+    def do_PATCH(self) -> None:
+        if not routes.handle(self, "PATCH"):
+            self._send(405, b"Method not allowed", "text/plain")
+
+    def do_PUT(self) -> None:
+        if not routes.handle(self, "PUT"):
+            self._send(405, b"Method not allowed", "text/plain")
+
+    def do_DELETE(self) -> None:
+        if not routes.handle(self, "DELETE"):
+            self._send(405, b"Method not allowed", "text/plain")
 
     def _loopback(self) -> bool:
         return self.client_address[0] in ("127.0.0.1", "::1") or self.client_address[0].startswith("127.")
@@ -222,7 +253,11 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
             self._send(500, fault_envelope(busy))
             return
         try:
-            request = parse_request(body)
+            profile = sim.store.profile
+            request = parse_request(body, VALIDATOR.validate if profile.validate_requests else None)
+            set_response_options(
+                ResponseOptions(VERSION_RANK[request.request_version], request.milliseconds, profile)
+            )
             sim.stats.count_operation(request.operation)
             refused = request.operation == "GetStreamingEvents" and sim.faults.take_stream_refusal()
             if refused:
@@ -254,7 +289,9 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
             self._stream(result)
         else:
             sim.observe(result)
-            self._send(200, envelope(result))
+            body = envelope(result)
+            if not sim.faults.responses.intercept(self, request.operation, body, sim.stopping):
+                self._send(200, body)
 
     def _acting_mailbox(self, principal, impersonate: str | None):
         store = self.server.sim.store
@@ -282,11 +319,13 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "text/xml; charset=utf-8")
             self.send_header("Transfer-Encoding", "chunked")
             self.send_header("X-FEServer", "SIMULATOR")
+            for key, value in self._exchange_headers().items():
+                self.send_header(key, value)
             self.end_headers()
             self.wfile.flush()
             for chunk in result.chunks:
                 sim.observe(chunk)
-                data = envelope(chunk)
+                data = stream_envelope(chunk)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
             if result.drop:

@@ -10,11 +10,16 @@ from dataclasses import dataclass
 from lxml import etree
 
 from foldertrack.simulator import ids
+from foldertrack.simulator.dataverse.store import Crm
 from foldertrack.simulator.faults import Faults
+from foldertrack.simulator.graph import GraphService
+from foldertrack.simulator.identity import Identity
 from foldertrack.simulator.mime import MailSpec
 from foldertrack.simulator.model import EwsError, Folder, Mailbox
+from foldertrack.simulator.profiles import ServerProfile, profile_named
 from foldertrack.simulator.server import SimHTTPServer, Stats
 from foldertrack.simulator.store import Store
+from foldertrack.simulator.tls import TlsListener
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +144,14 @@ class Simulator:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, heartbeat: float = 30.0, minute: float = 60.0
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        heartbeat: float = 30.0,
+        minute: float = 60.0,
+        tls: bool = True,
+        tls_port: int = 0,
     ):
         self.host = host
         self.port = port
@@ -148,6 +160,12 @@ class Simulator:
         self.store.minute = minute
         self.faults = Faults(self.store)
         self.stats = Stats()
+        # Entra ID token endpoint + Dataverse + the HTTPS listener (identity.py, dataverse/, tls.py)
+        self.identity = Identity()
+        self.crm = Crm()
+        self.crm.faults.expire_tokens_hook = self.identity.expire_tokens
+        self.graph = GraphService(self)  # Microsoft Graph under /v1.0/ (simulator/graph/)
+        self._tls = TlsListener(self, host, tls_port) if tls else None
         self.stopping = threading.Event()
         self._observers: list[Observer] = []
         self._server: SimHTTPServer | None = None
@@ -167,6 +185,12 @@ class Simulator:
             daemon=True,
         )
         self._thread.start()
+        if self._tls is not None:
+            try:
+                self._tls.start()
+            except BaseException:
+                self.stop()
+                raise
         return self
 
     def stop(self) -> None:
@@ -184,6 +208,9 @@ class Simulator:
         if self._thread is not None:
             self._thread.join(5.0)
             self._thread = None
+        if self._tls is not None:
+            self._tls.stop()
+        self.graph.stop()
 
     def __enter__(self) -> Simulator:
         return self.start()
@@ -199,6 +226,32 @@ class Simulator:
     @property
     def control_url(self) -> str:
         return self.url.replace("/EWS/Exchange.asmx", "/control/faults")
+
+    @property
+    def https_base(self) -> str:
+        """``https://127.0.0.1:PORT``: the HTTPS listener (same routes); the Dataverse org URL."""
+        if self._tls is None:
+            raise RuntimeError("this simulator was started with tls=False")
+        return self._tls.base_url
+
+    @property
+    def ca_path(self) -> str:
+        """The PEM file of the CA that signed the HTTPS listener's certificate (``verify=sim.ca_path``)."""
+        if self._tls is None:
+            raise RuntimeError("this simulator was started with tls=False")
+        return self._tls.ca_path
+
+    # -- server profile ---------------------------------------------------------------------------
+    @property
+    def profile(self) -> ServerProfile:
+        return self.store.profile
+
+    def use_profile(self, profile: str | ServerProfile) -> ServerProfile:
+        """Switch the server profile (:data:`~.profiles.PROFILES` name or a ``ServerProfile``), any time."""
+        chosen = profile_named(profile)
+        with self.store.lock:
+            self.store.profile = chosen
+        return chosen
 
     # -- accounts ---------------------------------------------------------------------------------
     def add_mailbox(

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from foldertrack.simulator.profiles import VERSION_RANK
+
 NS_SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 NS_M = "http://schemas.microsoft.com/exchange/services/2006/messages"
 NS_T = "http://schemas.microsoft.com/exchange/services/2006/types"
@@ -83,10 +85,18 @@ class Request:
     payload: etree._Element
     impersonate: str | None  # SMTP address (or UPN) from ExchangeImpersonation
     request_version: str | None
+    milliseconds: bool = False  # t:DateTimePrecision Milliseconds
 
 
-def parse_request(data: bytes) -> Request:
-    """Parse a SOAP request; anything unusable raises :class:`SoapFault` (``ErrorSchemaValidation``)."""
+#: without RequestServerVersion, Exchange processes a request against its first schema, Exchange2007
+DEFAULT_REQUEST_VERSION = "Exchange2007"
+
+
+def parse_request(data: bytes, validate=None) -> Request:
+    """Parse a SOAP request; anything unusable raises :class:`SoapFault` (``ErrorSchemaValidation``).
+
+    ``validate(elem)`` (a :class:`~.validation.RequestValidator`'s) checks each header element and the
+    payload against messages.xsd; an unknown RequestServerVersion is ``ErrorInvalidServerVersion``."""
     try:
         root = etree.fromstring(data, _PARSER)
     except (etree.XMLSyntaxError, ValueError) as exc:
@@ -102,10 +112,18 @@ def parse_request(data: bytes) -> Request:
         raise SoapFault("ErrorSchemaValidation", f"Unknown request element {payload.tag}.")
     header = root.find(f"{{{NS_SOAP}}}Header")
     impersonate = version = None
+    milliseconds = False
     if header is not None:
         rsv = header.find(T("RequestServerVersion"))
         if rsv is not None:
             version = rsv.get("Version")
+            if version not in VERSION_RANK:
+                raise SoapFault("ErrorInvalidServerVersion", "The specified server version is invalid.")
+        if validate is not None:
+            for elem in header:
+                if isinstance(elem.tag, str) and elem.tag.startswith(f"{{{NS_T}}}"):
+                    validate(elem)
+        milliseconds = (header.findtext(T("DateTimePrecision")) or "").strip() == "Milliseconds"
         imp = header.find(T("ExchangeImpersonation"))
         if imp is not None:
             sid = imp.find(T("ConnectingSID"))
@@ -119,7 +137,9 @@ def parse_request(data: bytes) -> Request:
                 raise SoapFault(
                     "ErrorInvalidExchangeImpersonationHeaderData", "The impersonation header is empty."
                 )
-    return Request(qname.localname, payload, impersonate, version)
+    if validate is not None:
+        validate(payload)
+    return Request(qname.localname, payload, impersonate, version or DEFAULT_REQUEST_VERSION, milliseconds)
 
 
 def envelope(response: etree._Element) -> bytes:
@@ -129,6 +149,17 @@ def envelope(response: etree._Element) -> bytes:
     body = etree.SubElement(env, f"{{{NS_SOAP}}}Body")
     body.append(response)
     return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+
+
+def stream_envelope(response: etree._Element) -> bytes:
+    """One streamed notification the way Exchange frames it: a bare ``<Envelope xmlns="…soap/envelope/">``
+    (default namespace, no XML declaration), header and body in the ``soap11`` prefix."""
+    env = etree.Element(f"{{{NS_SOAP}}}Envelope", nsmap={None: NS_SOAP})
+    header = etree.SubElement(env, f"{{{NS_SOAP}}}Header", nsmap={"soap11": NS_SOAP})
+    etree.SubElement(header, T("ServerVersionInfo"), SERVER_VERSION, nsmap={None: NS_T})
+    body = etree.SubElement(env, f"{{{NS_SOAP}}}Body", nsmap={"soap11": NS_SOAP})
+    body.append(response)
+    return etree.tostring(env, encoding="utf-8", xml_declaration=False)
 
 
 def fault_envelope(fault: SoapFault) -> bytes:

@@ -8,6 +8,8 @@ One re-entrant lock guards everything; every operation holds it only for in-memo
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from foldertrack.simulator import ids
 from foldertrack.simulator.events import Event, QueuedEvent, StreamWaker, Subscription
 from foldertrack.simulator.model import DISTINGUISHED_FOLDERS, EwsError, Folder, Item, Mailbox
 from foldertrack.simulator.mutations import Mutations
+from foldertrack.simulator.profiles import EXCHANGE, ServerProfile
 from foldertrack.simulator.subscriptions import SubscriptionRegistry
 
 MAX_QUEUED_EVENTS = 10_000
@@ -48,6 +51,11 @@ class Store(Mutations, SubscriptionRegistry):
         self.subs_by_mailbox: dict[int, list[Subscription]] = {}
         self.notification_delay = 0.0  # seconds; set by the delay_notifications fault
         self.minute = 60.0  # seconds per "minute" of subscription/connection timeouts (tests shorten it)
+        self.profile: ServerProfile = EXCHANGE  # how this server differs from Exchange (:mod:`.profiles`)
+        #: mailboxes (lower-case) others may read but not change: UpdateItem -> ErrorAccessDenied (Reviewer rights)
+        self.read_only: set[str] = set()
+        #: called with (mailbox, events) for every published batch, under the lock (Graph: ids, notifications)
+        self.listeners: list[Callable[[Mailbox, list[Event]], None]] = []
 
     def next_serial(self) -> int:
         return next(self._serials)
@@ -99,6 +107,8 @@ class Store(Mutations, SubscriptionRegistry):
 
     # -- ids --------------------------------------------------------------------------------------
     def _decode(self, mb: Mailbox, text: str | None, kind: str) -> int:
+        if not text:
+            raise EwsError("ErrorInvalidIdEmpty", "Id must be non-empty.")
         try:
             decoded = ids.decode_id(text, kind)
         except ids.MalformedId:
@@ -116,6 +126,8 @@ class Store(Mutations, SubscriptionRegistry):
         return mb.item(self._decode(mb, text, "I"))
 
     def attachment_by_id(self, mb: Mailbox, text: str | None) -> tuple[Item, int]:
+        if not text:
+            raise EwsError("ErrorInvalidIdEmpty", "Id must be non-empty.")
         try:
             decoded = ids.decode_id(text, "A")
         except ids.MalformedId:
@@ -123,9 +135,10 @@ class Store(Mutations, SubscriptionRegistry):
         if decoded.mailbox != mb.number:
             raise EwsError("ErrorAccessDenied", "Access is denied. Check credentials and try again.")
         item = mb.items.get(decoded.serial)
-        if item is None or item.gone or decoded.extra >= len(item.mail.attachments):
+        index = item.attachment_index(decoded.extra) if item is not None and not item.gone else None
+        if item is None or index is None:
             raise EwsError("ErrorItemNotFound", "The specified object was not found in the store.")
-        return item, decoded.extra
+        return item, index
 
     def distinguished(self, mb: Mailbox, name: str) -> Folder:
         serial = mb.distinguished.get(name)
@@ -145,10 +158,15 @@ class Store(Mutations, SubscriptionRegistry):
 
     # -- events -----------------------------------------------------------------------------------
     def publish(self, mb: Mailbox, events: list[Event]) -> None:
+        for listener in self.listeners:
+            listener(mb, events)
         subs = self.subs_by_mailbox.get(mb.number)
         if not subs:
             return
         ready_at = time.monotonic() + self.notification_delay
+        batch = self.profile.notification_batch_seconds
+        if batch:  # held, then released with everything else of the same window
+            ready_at = math.ceil(ready_at / batch) * batch
         for sub in subs:
             wake = False
             for event in events:

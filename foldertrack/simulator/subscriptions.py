@@ -58,13 +58,14 @@ class SubscriptionRegistry:
 
     def subscription(self: Store, sub_id: str | None, owner: str, kind: str | None = None) -> Subscription:
         sub = self.subscriptions.get(sub_id or "")
+        lost = self.profile.lost_subscription_code
         if sub is None:
-            raise EwsError("ErrorSubscriptionNotFound", _NOT_FOUND)
+            raise EwsError(lost, _NOT_FOUND)
         idle = time.monotonic() - sub.last_used
         timeout = sub.timeout_minutes if sub.kind == "pull" else STREAMING_IDLE_MINUTES
         if sub.stream is None and idle > timeout * self.minute:
             self._drop(sub)
-            raise EwsError("ErrorSubscriptionNotFound", _NOT_FOUND)
+            raise EwsError(lost, _NOT_FOUND)
         if sub.owner != owner.lower():
             raise EwsError("ErrorSubscriptionAccessDenied", "The subscription belongs to another account.")
         if kind is not None and sub.kind != kind:

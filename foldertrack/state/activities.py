@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from foldertrack.model import RecordRef
 from foldertrack.state.schema import activities, activity_attachments, activity_parties
@@ -51,19 +51,39 @@ class ActivityRow:
         return out
 
 
-def list_activities(
-    engine: Engine, *, record: RecordRef | None = None, mailbox: str | None = None, limit: int | None = None
-) -> list[ActivityRow]:
-    """Activities, newest tracked first, optionally regarding one record and/or from one mailbox."""
-    query = select(activities).order_by(activities.c.tracked_at.desc(), activities.c.key)
+def _filtered(query, record: RecordRef | None, mailbox: str | None):
     if record is not None:
         query = query.where(
             activities.c.regarding_type == record.type, activities.c.regarding_id == record.id
         )
     if mailbox is not None:
         query = query.where(activities.c.mailbox == mailbox.strip().lower())
+    return query
+
+
+def count_activities(engine: Engine, *, record: RecordRef | None = None, mailbox: str | None = None) -> int:
+    """How many activities ``list_activities`` with the same filters would return without a limit."""
+    query = _filtered(select(func.count()).select_from(activities), record, mailbox)
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one()
+
+
+def list_activities(
+    engine: Engine,
+    *,
+    record: RecordRef | None = None,
+    mailbox: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[ActivityRow]:
+    """Activities, newest tracked first, optionally regarding one record and/or from one mailbox;
+    ``offset`` skips that many (paging)."""
+    query = select(activities).order_by(activities.c.tracked_at.desc(), activities.c.key)
+    query = _filtered(query, record, mailbox)
     if limit is not None:
         query = query.limit(limit)
+    if offset:
+        query = query.offset(offset)
     with engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
         keys = [r["key"] for r in rows]

@@ -83,20 +83,33 @@ def read_records_csv(path: str | Path) -> list[CsvRecord]:
     return rows
 
 
+def ignored_columns(path: str | Path) -> list[str]:
+    """Header columns the import ignores (not in COLUMNS), for a note; [] when unreadable (the import
+    itself reports that). Extra columns, as CRM exports have, are ignored once every required one is there."""
+    try:
+        text = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8).decode("utf-8")
+        header = next(
+            (row for row in csv.reader(io.StringIO(text, newline="")) if any(f.strip() for f in row)), []
+        )
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    return [h.strip() for h in header if h.strip().lower() not in COLUMNS]
+
+
 def _header_problems(header: list[str]) -> list[str]:
     problems = []
     unknown = [h for h in header if h not in COLUMNS]
-    if unknown:
+    missing = [c for c in REQUIRED if c not in header]
+    if unknown and missing:  # a typo (or no header line); with every required column they are ignored (H7)
         problems.append(
             f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(repr(u) for u in unknown)} "
             f"(the header must name columns from {','.join(COLUMNS)})"
         )
-    missing = [c for c in REQUIRED if c not in header]
     if missing:
         problems.append(
             f"header lacks required column(s) {', '.join(missing)} (expected {','.join(COLUMNS)})"
         )
-    duplicated = sorted({h for h in header if header.count(h) > 1})
+    duplicated = sorted({h for h in header if header.count(h) > 1 and h in COLUMNS})
     if duplicated:
         problems.append(f"column(s) {', '.join(duplicated)} appear more than once in the header")
     return problems

@@ -118,6 +118,9 @@ activity_links = Table(
     _created(),
     _updated(),
     _one_of("state", "tracked", "untracked"),
+    # the tracked mail's content fingerprint and its copy's arrival time in the owner folder (H5, 0005)
+    Column("fingerprint", String(64), nullable=True),
+    Column("arrived_at", UtcDateTime, nullable=True),
 )
 
 conflicts = Table(
@@ -253,6 +256,8 @@ activities = Table(
     Column("state", String(WORD_LEN), nullable=False),
     Column("tracked_at", UtcDateTime, nullable=False, default=utcnow),
     _updated(),
+    # on_leave: delete removed the CRM copy at this time; the local row is kept, untracked (0003)
+    Column("deleted_at", UtcDateTime, nullable=True),
     Index(None, "regarding_type", "regarding_id"),
     Index(None, "mailbox"),
     _one_of("direction", "incoming", "outgoing"),
@@ -298,4 +303,112 @@ activity_attachments = Table(
     Column("content_sha256", String(64), nullable=True),  # compare without loading content
     Column("stored", Boolean, nullable=False),
     Column("is_inline", Boolean, nullable=False, default=False),
+)
+
+# --- delivery outbox: decisions waiting for an external sink (0003) -------------------------------------
+
+SINK_NAME_LEN = 64
+#: outbox operations (``foldertrack.sinks.base.DeliveryOp``) and entry states
+OUTBOX_OPS: tuple[str, ...] = ("upsert", "untrack", "delete")
+OUTBOX_STATUSES: tuple[str, ...] = ("pending", "delivered", "dead")
+
+outbox = Table(
+    "outbox",
+    metadata,
+    # one row per tracking decision for a sink other than `sql`, written in the sync transaction; delivery
+    # workers apply them in id order per (sink, mail_key), at least once
+    Column("id", Integer, primary_key=True),
+    Column("sink", String(SINK_NAME_LEN), nullable=False),
+    Column("mail_key", String(KEY_LEN), nullable=False),
+    Column("op", String(WORD_LEN), nullable=False),
+    Column("mailbox", String(MAILBOX_LEN), nullable=False),  # whose decision it was
+    Column("send_options", Text, nullable=True),  # JSON {"body": bool, "attachments": bool}
+    Column("partition_no", Integer, nullable=False),  # hash of mail_key: which worker delivers it
+    Column("status", String(WORD_LEN), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False, default=utcnow),
+    Column("last_error", Text, nullable=True),  # the sink's own message, never secrets
+    _created(),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    # the instance delivering it, until when: two instances sharing the database never send one entry at once
+    Column("claimed_by", String(NAME_LEN), nullable=True),
+    Column("claimed_until", UtcDateTime, nullable=True),
+    Index(None, "sink", "status", "next_attempt_at"),  # the workers' query: due pending entries
+    Index(None, "sink", "mail_key", "id"),  # order per key: an earlier pending entry blocks later ones
+    Index(None, "status", "delivered_at"),  # pruning delivered entries
+    _one_of("op", *OUTBOX_OPS),
+    _one_of("status", *OUTBOX_STATUSES),
+)
+
+sink_health = Table(
+    "sink_health",
+    metadata,
+    # per external sink: is delivery moving? (status, /healthz, metrics)
+    Column("sink", String(SINK_NAME_LEN), primary_key=True),
+    Column("last_success_at", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("last_error_at", UtcDateTime, nullable=True),
+    Column("failing_since", UtcDateTime, nullable=True),  # first transient failure since the last success
+    Column("delivered", BigInteger, nullable=False, default=0),  # entries delivered, ever
+    Column("dead", BigInteger, nullable=False, default=0),  # entries dead-lettered, ever
+    _updated(),
+)
+
+mailbox_feedback = Table(
+    "mailbox_feedback",
+    metadata,
+    # per mailbox: can delivery feedback (Outlook categories) be written there, and how it went (0003);
+    # written by foldertrack.delivery.feedback, read by status
+    Column("mailbox", String(MAILBOX_LEN), primary_key=True),
+    Column("available", Boolean, nullable=False, default=True),
+    Column("reason", Text, nullable=True),  # why unavailable, e.g. "ErrorAccessDenied: ..."
+    Column("confirmed", BigInteger, nullable=False, default=0),  # mails marked as in the CRM
+    Column("failed", BigInteger, nullable=False, default=0),  # mails marked as failed
+    Column("errors", BigInteger, nullable=False, default=0),  # marks that could not be written
+    Column("last_error", Text, nullable=True),
+    Column("last_error_at", UtcDateTime, nullable=True),
+    _updated(),
+)
+
+# --- records sync from Dataverse (H3, migration 0004) ---------------------------------------------------
+
+records_sync = Table(
+    "records_sync",
+    metadata,
+    # per CRM table (account, contact, lead): where the next `records sync` continues
+    Column("record_type", String(RECORD_TYPE_LEN), primary_key=True),
+    Column("delta_link", Text, nullable=True),  # Dataverse @odata.deltaLink; None: next sync is a full one
+    Column("synced_at", UtcDateTime, nullable=True),
+    Column("record_count", Integer, nullable=False, default=0),  # records of this type from the CRM
+)
+
+synced_records = Table(
+    "synced_records",
+    metadata,
+    # which directory records came from the CRM (a full resync removes those the CRM no longer has,
+    # never records imported from CSV)
+    Column("record_type", String(RECORD_TYPE_LEN), primary_key=True),
+    Column("record_id", String(RECORD_ID_LEN), primary_key=True),
+    ForeignKeyConstraint(["record_type", "record_id"], ["records.type", "records.id"], ondelete="CASCADE"),
+)
+
+# --- hardening (H5, migration 0005) ---------------------------------------------------------------------
+
+key_collisions = Table(
+    "key_collisions",
+    metadata,
+    # a mail that reuses the Message-ID (key) of a different, already tracked mail: not tracked, the
+    # first content is kept; one row per offending item
+    Column("id", Integer, primary_key=True),
+    Column("activity_key", String(KEY_LEN), nullable=False),
+    Column("mailbox", String(MAILBOX_LEN), nullable=False),
+    Column("folder_id", String(FOLDER_ID_LEN), nullable=False),
+    Column("item_id", String(ITEM_ID_LEN), nullable=False),
+    Column("subject", Text, nullable=True),
+    Column("sender", String(MAILBOX_LEN), nullable=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("kept_fingerprint", String(64), nullable=True),
+    Column("at", UtcDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("mailbox", "folder_id", "item_id"),
+    Index(None, "activity_key"),
 )

@@ -19,6 +19,7 @@ from foldertrack.state.schema import (
     activity_links,
     conflicts,
     dead_letters,
+    key_collisions,
     ledger,
     rule_issues,
     subscription_health,
@@ -273,7 +274,10 @@ def put_link(
     regarding,
     state: str,
     exists: bool,
+    fingerprint: str | None = None,
+    arrived_at=None,
 ) -> None:
+    """Create or change the activity's link; ``fingerprint`` and ``arrived_at`` are kept when not given."""
     values = dict(
         owner_mailbox=owner_mailbox,
         owner_folder_id=owner_folder_id,
@@ -283,6 +287,10 @@ def put_link(
         state=state,
         updated_at=utcnow(),
     )
+    if fingerprint is not None:
+        values["fingerprint"] = fingerprint
+    if arrived_at is not None:
+        values["arrived_at"] = arrived_at
     if exists:
         conn.execute(
             update(activity_links).where(activity_links.c.activity_key == activity_key).values(**values)
@@ -311,6 +319,64 @@ def add_conflict(
             at=utcnow(),
         )
     )
+
+
+def add_collision(
+    conn: Connection,
+    activity_key: str,
+    mailbox: str,
+    folder_id: str,
+    item_id: str,
+    *,
+    subject: str | None,
+    sender: str | None,
+    fingerprint: str,
+    kept_fingerprint: str | None,
+) -> bool:
+    """Record a mail that reuses a tracked mail's key with other content (once per item); True if new."""
+    exists = conn.execute(
+        select(key_collisions.c.id).where(
+            key_collisions.c.mailbox == mailbox,
+            key_collisions.c.folder_id == folder_id,
+            key_collisions.c.item_id == item_id,
+        )
+    ).first()
+    if exists is not None:
+        return False
+    conn.execute(
+        insert(key_collisions).values(
+            activity_key=activity_key,
+            mailbox=mailbox,
+            folder_id=folder_id,
+            item_id=item_id,
+            subject=(subject or None) and subject[:1000],
+            sender=sender,
+            fingerprint=fingerprint,
+            kept_fingerprint=kept_fingerprint,
+            at=utcnow(),
+        )
+    )
+    return True
+
+
+def collision_rows(conn: Connection, mailbox: str | None = None) -> list[Row]:
+    """Recorded Message-ID collisions (of one mailbox, or all), oldest first."""
+    query = select(key_collisions).order_by(key_collisions.c.id)
+    if mailbox is not None:
+        query = query.where(key_collisions.c.mailbox == mailbox)
+    return list(conn.execute(query))
+
+
+def probe_item_id(conn: Connection, mailbox: str, exclude: Iterable[str] = ()) -> str | None:
+    """An item of the mailbox we tracked lately (to ask the server whether GetItem works at all)."""
+    excluded = set(exclude)
+    rows = conn.execute(
+        select(ledger.c.item_id)
+        .where(ledger.c.mailbox == mailbox, ledger.c.state == "present")
+        .order_by(ledger.c.updated_at.desc())
+        .limit(len(excluded) + 1)
+    )
+    return next((r[0] for r in rows if r[0] not in excluded), None)
 
 
 # -- failures and dead letters -------------------------------------------------------------------------------
@@ -458,12 +524,14 @@ def request_replay(conn: Connection, ids: Iterable[int] | None = None) -> int:
 
 
 def replay_item_ids(conn: Connection, mailbox: str, folder_id: str) -> list[str]:
+    """Items of the folder to fetch again although no sync page names them: dead letters ``foldertrack
+    retry`` asked to replay, and every item still "retrying" (if it is gone, that clears its row; a
+    retrying row nothing looked at again would otherwise stay forever)."""
     rows = conn.execute(
         select(dead_letters.c.item_id).where(
             dead_letters.c.mailbox == mailbox,
             dead_letters.c.folder_id == folder_id,
             dead_letters.c.status == "retrying",
-            dead_letters.c.attempts == 0,
         )
     )
     return [r[0] for r in rows]
@@ -478,11 +546,13 @@ def replay_folders(conn: Connection) -> set[tuple[str, str]]:
     return {(r[0], r[1]) for r in rows}
 
 
-def forget_failure(conn: Connection, mailbox: str, folder_id: str, item_id: str) -> None:
-    conn.execute(
+def forget_failure(conn: Connection, mailbox: str, folder_id: str, item_id: str) -> bool:
+    """Drop the item's failure row (the item is gone); True when there was one."""
+    result = conn.execute(
         delete(dead_letters).where(
             dead_letters.c.mailbox == mailbox,
             dead_letters.c.folder_id == folder_id,
             dead_letters.c.item_id == item_id,
         )
     )
+    return result.rowcount > 0

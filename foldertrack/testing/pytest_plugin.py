@@ -11,9 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from foldertrack.testing.fixtures_dataverse import *  # noqa: F403
+from foldertrack.testing.fixtures_dataverse_sink import *  # noqa: F403
 from foldertrack.testing.fixtures_db import *  # noqa: F403
+from foldertrack.testing.fixtures_graph import *  # noqa: F403
 from foldertrack.testing.fixtures_rules import *  # noqa: F403
 from foldertrack.testing.fixtures_simulator import *  # noqa: F403
+from foldertrack.testing.webhook_receiver import webhook_receiver  # noqa: F401
 
 
 def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, message: str = "condition"):

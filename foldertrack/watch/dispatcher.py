@@ -40,6 +40,16 @@ class Reschedule(Exception):
         self.block_mailbox = block_mailbox
 
 
+@dataclass(frozen=True)
+class RunningWork:
+    """A piece of work being done: which, by which thread, since when, and its last sign of progress."""
+
+    key: WorkKey
+    thread_id: int
+    started: float
+    last_progress: float
+
+
 @dataclass
 class DispatcherStats:
     events: int = 0
@@ -82,6 +92,8 @@ class Dispatcher:
         self._reasons: dict[WorkKey, list[str]] = defaultdict(list)
         self._first_trigger: dict[WorkKey, float] = {}  # monotonic time of the oldest unserved trigger
         self._running: set[WorkKey] = set()
+        self._running_info: dict[int, RunningWork] = {}  # thread id → its work (stuck-work detection)
+        self._succeeded: dict[str, float] = {}  # mailbox → when a piece of its work last succeeded
         self._busy_mailboxes: set[str] = set()
         self._dirty: set[WorkKey] = set()
         self._blocked: dict[str, float] = {}
@@ -206,9 +218,14 @@ class Dispatcher:
                 return
             key, reasons, first_trigger = job
             retry: float | None = None
+            ident = threading.get_ident()
+            started = time.monotonic()
+            with self._cond:
+                self._running_info[ident] = RunningWork(key, ident, started, started)
             try:
                 self._handler(key, reasons, first_trigger)
                 self._attempts.pop(key, None)
+                self._succeeded[key[1]] = time.monotonic()
             except Reschedule as exc:
                 retry = exc.delay
                 if exc.block_mailbox:
@@ -223,6 +240,7 @@ class Dispatcher:
                 )
             finally:
                 with self._cond:
+                    self._running_info.pop(ident, None)
                     self.stats.runs += 1
                     self.last_progress = time.monotonic()
                     self._running.discard(key)
@@ -247,7 +265,27 @@ class Dispatcher:
 
     def note_progress(self) -> None:
         """Long work (a big backfill, page after page) says it is moving, so it is not taken for stuck."""
-        self.last_progress = time.monotonic()
+        now = time.monotonic()
+        self.last_progress = now
+        ident = threading.get_ident()
+        with self._cond:
+            work = self._running_info.get(ident)
+            if work is not None:
+                self._running_info[ident] = RunningWork(work.key, ident, work.started, now)
+
+    def succeeded_since(self, mailbox: str, since: float) -> bool:
+        """Whether some work of ``mailbox`` succeeded after monotonic time ``since``."""
+        return self._succeeded.get(mailbox, 0.0) > since
+
+    def stuck(self, older_than: float, now: float | None = None) -> list[RunningWork]:
+        """Work that has shown no progress for ``older_than`` seconds (one mailbox's sync hanging on a server
+        that never finishes its answer, say), oldest first."""
+        now = time.monotonic() if now is None else now
+        with self._cond:
+            running = list(self._running_info.values())
+        return sorted(
+            (w for w in running if now - w.last_progress > older_than), key=lambda w: w.last_progress
+        )
 
     def attempts(self, key: WorkKey) -> int:
         return self._attempts.get(key, 0)

@@ -31,11 +31,12 @@ class MailboxState:
     start_failed: bool = False  # its start-up (folders, subscription) failed once: readiness goes on
     failing: bool = False  # a permanent error since the last success: status shows mode "error"
     health_written: tuple | None = None  # what the timer last wrote to subscription_health
+    stuck: str | None = None  # set by the supervisor while the mailbox's work makes no progress (H5)
 
     def health(self) -> dict:
         """The subscription_health values this state stands for (the timer writes them when they change)."""
         return {
-            "mode": "error" if self.failing and self.mode != "streaming" else self.mode,
-            "last_error": self.last_error,
+            "mode": "error" if (self.failing and self.mode != "streaming") or self.stuck else self.mode,
+            "last_error": self.stuck or self.last_error,
             "last_event_at": self.last_event_at,
         }

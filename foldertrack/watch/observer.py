@@ -28,3 +28,11 @@ class WatchObserver:
 
     def mode_changed(self, mailbox: str, old: str, new: str) -> None:
         """A mailbox moved between ``starting``, ``streaming``, ``polling``, ``error`` and ``stopped``."""
+
+    def delivered(self, sink: str, op: str, outcome: str, seconds: float) -> None:
+        """A delivery worker finished one outbox entry: ``outcome`` is ``delivered``, ``retry`` (transient
+        failure), ``dead`` (rejected: dead letter) or ``skipped`` (superseded); ``seconds`` the sink call."""
+
+    def resubscribed(self, mailbox: str, code: str) -> None:
+        """The server lost (or refused to stream) ``mailbox``'s subscription with EWS code ``code``: it is
+        subscribed again, no sooner than :class:`~foldertrack.watch.streaming.ResubscribeLimiter` allows."""

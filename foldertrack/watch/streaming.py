@@ -4,6 +4,12 @@ A stream reader never calls EWS for anything but the stream itself: each notific
 ``FolderChanged``/``HierarchyChanged`` events on the dispatcher. ``ConnectionStatus: Closed`` is normal and
 the request is re-issued at once. Streaming subscriptions have no watermark, so whenever a stream ends
 badly every mailbox on it gets a catch-up sync, and subscriptions that the server forgot are recreated.
+
+Servers differ: some send ``StatusEvent`` keep-alives (not events), some report a lost subscription with
+a code of their own, and some accept on one connection only the subscriptions of the user the stream is
+opened for. A group that finds the last (:attr:`StreamGroup.refuses_mixed_users`) makes the watcher give
+each mailbox its own stream; :class:`ResubscribeLimiter` keeps any failure from becoming a resubscribe
+storm.
 """
 
 from __future__ import annotations
@@ -14,10 +20,21 @@ import re
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from exchangelib.errors import (
+    ErrorInvalidPullSubscriptionId,
+    ErrorProxiedSubscriptionCallFailure,
+    ErrorSubscriptionAccessDenied,
+    ErrorSubscriptionDelegateAccessNotSupported,
+    ErrorSubscriptionUnsubsribed,
+    TransportError,
+)
+from exchangelib.properties import StatusEvent
 from exchangelib.services import GetStreamingEvents
+from exchangelib.util import MNS
 
 from foldertrack.exchange.connection import ExchangeConnector
 from foldertrack.retry import RESUBSCRIBE_ERRORS, Backoff, describe, server_back_off
@@ -28,6 +45,89 @@ MAX_IDS_PER_STREAM = 200  # EWS limit of subscription ids per GetStreamingEvents
 COALESCE_SECONDS = 0.05  # (re)issue a stream once its subscriptions have not changed for this long…
 MAX_COALESCE_SECONDS = 2.0  # …but no later than this after the first change (a start-up subscribing many)
 
+#: beyond RESUBSCRIBE_ERRORS: codes with which servers report a subscription they lost or will not serve
+#: here; the subscription must be recreated (never waited for: it will not come back by itself)
+LOST_SUBSCRIPTION_ERRORS: tuple[type[Exception], ...] = (
+    *RESUBSCRIBE_ERRORS,
+    ErrorSubscriptionUnsubsribed,  # exchangelib's spelling of ErrorSubscriptionUnsubscribed
+    ErrorSubscriptionAccessDenied,
+    ErrorSubscriptionDelegateAccessNotSupported,
+    ErrorProxiedSubscriptionCallFailure,
+    ErrorInvalidPullSubscriptionId,
+)
+#: codes exchangelib does not know come as TransportError("Unknown ResponseCode …: <code> …")
+_UNKNOWN_SUBSCRIPTION_CODE = re.compile(r"Unknown ResponseCode in ResponseMessage: (Error\w*Subscription\w*)")
+#: codes a server answers a stream with when it carries subscriptions of several users
+MIXED_USER_ERRORS: tuple[type[Exception], ...] = (
+    ErrorProxiedSubscriptionCallFailure,
+    ErrorSubscriptionAccessDenied,
+    ErrorSubscriptionDelegateAccessNotSupported,
+)
+
+
+def is_lost_subscription(exc: BaseException) -> bool:
+    """The server no longer serves (some of) the stream's subscriptions: they must be recreated."""
+    if isinstance(exc, LOST_SUBSCRIPTION_ERRORS):
+        return True
+    return isinstance(exc, TransportError) and bool(_UNKNOWN_SUBSCRIPTION_CODE.search(str(exc)))
+
+
+def error_code(exc: BaseException) -> str:
+    """The EWS response code behind ``exc`` (also for codes exchangelib does not know)."""
+    found = _UNKNOWN_SUBSCRIPTION_CODE.search(str(exc))
+    return found.group(1) if found else type(exc).__name__
+
+
+class ResubscribeLimiter:
+    """Spaces out (re)subscriptions of a mailbox so that no failure mode becomes a storm.
+
+    The first ``free`` attempts within ``window`` seconds go at once; each further one waits for an
+    exponentially growing interval (with jitter, from :class:`~foldertrack.retry.Backoff`) after the
+    previous. Attempts older than the window are forgotten, so a mailbox that recovers starts afresh.
+    Thread-safe: workers ask, the metrics and status read.
+    """
+
+    def __init__(self, free: int = 3, window: float = 120.0, backoff: Backoff | None = None):
+        self.free = free
+        self.window = window
+        self._backoff = backoff or Backoff(initial=1.0, maximum=60.0, jitter=0.5)
+        self._lock = threading.Lock()
+        self._attempts: dict[str, deque[float]] = {}
+        self._due: dict[str, float] = {}  # mailbox → when the held attempt may go
+        self.total = 0  # subscriptions made (first ones and resubscribes)
+        self.held = 0  # attempts that had to wait
+
+    def acquire(self, mailbox: str, now: float | None = None) -> float:
+        """0.0 and the attempt is recorded, or the seconds to wait before asking again."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            recent = self._attempts.setdefault(mailbox, deque())
+            while recent and now - recent[0] > self.window:
+                recent.popleft()
+            if len(recent) >= self.free:
+                due = self._due.get(mailbox)
+                if due is None:
+                    due = recent[-1] + self._backoff.delay(len(recent) - self.free + 1)
+                    self._due[mailbox] = due
+                if now < due:
+                    self.held += 1
+                    return due - now
+            self._due.pop(mailbox, None)
+            recent.append(now)
+            self.total += 1
+            return 0.0
+
+    def recent(self, mailbox: str, now: float | None = None) -> int:
+        """Subscriptions of ``mailbox`` within the window (for ``status``)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return sum(1 for t in self._attempts.get(mailbox, ()) if now - t <= self.window)
+
+    def forget(self, mailbox: str) -> None:
+        with self._lock:
+            self._attempts.pop(mailbox, None)
+            self._due.pop(mailbox, None)
+
 
 class HeartbeatStreamingEvents(GetStreamingEvents):
     """GetStreamingEvents that notes every envelope read, including the OK heartbeats without events, so a
@@ -37,8 +137,14 @@ class HeartbeatStreamingEvents(GetStreamingEvents):
         super().__init__(*args, **kwargs)
         self._on_open = on_open
         self._on_envelope = on_envelope
+        #: the subscriptions an error envelope named (``m:ErrorSubscriptionIds``). exchangelib looks for
+        #: ``m:SubscriptionId`` children, but the schema (and Exchange) puts ``t:SubscriptionId`` there
+        self.error_subscription_ids: list[str] = []
 
     def _get_element_container(self, message, name=None):
+        named = message.find(f"{{{MNS}}}ErrorSubscriptionIds")
+        if named is not None:
+            self.error_subscription_ids = [(e.text or "").strip() for e in named if (e.text or "").strip()]
         container = super()._get_element_container(message=message, name=name)  # raises on an error envelope
         self._on_envelope()
         return container
@@ -94,6 +200,10 @@ class StreamGroup:
         self.last_envelope = time.monotonic()
         self.connected = False
         self._proven = False  # this connection has delivered at least one envelope
+        #: the server refused this group's subscriptions of other users than the stream's (anchor) user:
+        #: the watcher gives each mailbox its own stream from then on
+        self.refuses_mixed_users = False
+        self._session_reserved = False
 
     # -- membership (called from workers) ------------------------------------------------------------------
 
@@ -163,6 +273,9 @@ class StreamGroup:
                 continue
             anchor = next(iter(subs.values())).mailbox
             account = self._connector.account(anchor)
+            if not self._session_reserved:
+                _reserve_session(account.protocol)
+                self._session_reserved = True
             service = HeartbeatStreamingEvents(
                 account=account, on_open=self._opened, on_envelope=self._heartbeat
             )
@@ -174,47 +287,83 @@ class StreamGroup:
                     subscription_ids=list(subs), connection_timeout=self._timeout
                 ):
                     sub = subs.get(notification.subscription_id)
-                    if sub is not None:
+                    # StatusEvents are keep-alives some servers send instead of an empty envelope: the
+                    # envelope counted as a heartbeat already, and they name no folder
+                    events = [e for e in notification.events or [] if not isinstance(e, StatusEvent)]
+                    if sub is not None and events:
+                        notification.events = events
                         self._on_notification(sub.mailbox, notification)
                 # ConnectionStatus Closed (or we were asked to re-issue): normal, go round again at once
-            except RESUBSCRIBE_ERRORS as exc:
-                lost = _subscription_ids_in(str(exc), subs) or list(subs)
-                log.warning(
-                    "stream %d: %s; resubscribing %d mailbox(es)", self.index, describe(exc), len(lost)
-                )
+            except Exception as exc:
+                if not is_lost_subscription(exc):
+                    if self._stream_failed(exc, subs):
+                        return
+                    continue
+                named = [i for i in service.error_subscription_ids if i in subs]
+                lost = named or _subscription_ids_in(str(exc), subs) or list(subs)
+                if self._mixed_users_refused(exc, subs, anchor, lost):
+                    self.refuses_mixed_users = True
+                    log.warning(
+                        "stream %d: the server serves one user's subscriptions per stream (%s); "
+                        "each mailbox gets its own stream from now on",
+                        self.index,
+                        error_code(exc),
+                    )
+                else:
+                    log.warning(
+                        "stream %d: %s; resubscribing %d mailbox(es)", self.index, describe(exc), len(lost)
+                    )
                 with self._lock:
                     for sub_id in lost:
                         self._subs.pop(sub_id, None)
                 self.connected = False
                 self._on_subscriptions_lost(sorted({subs[i].mailbox for i in lost}), exc)
-            except Exception as exc:  # raw requests errors on a dropped stream, server errors, stalls
-                if self._is_stopping():
-                    return
-                if self._was_changed():
-                    # we closed it ourselves to add or remove a subscription: not a failure, but events in
-                    # flight on it may be lost, so its mailboxes' folders catch up
-                    self.connected = False
-                    self._on_reissued(sorted({s.mailbox for s in subs.values()}))
-                    continue
-                self.connected = False
-                self.failures += 1
-                delay = server_back_off(exc) or self._backoff.delay(self.failures)
-                log.warning(
-                    "stream %d lost (%s); %d mailbox(es) catch up, reconnecting in %.1fs",
-                    self.index,
-                    describe(exc),
-                    len(subs),
-                    delay,
-                )
-                self._on_stream_lost(sorted({s.mailbox for s in subs.values()}), exc)
-                with self._lock:
-                    if not self._stopping:
-                        self._lock.wait(delay)
             finally:
                 with self._lock:
                     self._service = None
                 with contextlib.suppress(Exception):  # already closed
                     service.stop_streaming()
+
+    def _stream_failed(self, exc: BaseException, subs: dict[str, Subscription]) -> bool:
+        """A dropped stream, a server error or a stall: catch up, back off, reconnect. True: stop."""
+        if self._is_stopping():
+            return True
+        if self._was_changed():
+            # we closed it ourselves to add or remove a subscription: not a failure, but events in
+            # flight on it may be lost, so its mailboxes' folders catch up
+            self.connected = False
+            self._on_reissued(sorted({s.mailbox for s in subs.values()}))
+            return False
+        self.connected = False
+        self.failures += 1
+        delay = server_back_off(exc) or self._backoff.delay(self.failures)
+        log.warning(
+            "stream %d lost (%s); %d mailbox(es) catch up, reconnecting in %.1fs",
+            self.index,
+            describe(exc),
+            len(subs),
+            delay,
+        )
+        self._on_stream_lost(sorted({s.mailbox for s in subs.values()}), exc)
+        with self._lock:
+            if not self._stopping:
+                self._lock.wait(delay)
+        return False
+
+    @staticmethod
+    def _mixed_users_refused(
+        exc: BaseException, subs: dict[str, Subscription], anchor: str, lost: list[str]
+    ) -> bool:
+        """Whether the server refused the stream because it carries several users' subscriptions: it
+        named exactly the subscriptions of mailboxes other than the stream's own, or answered with a code
+        that says so. (A server that forgot subscriptions names them whoever owns them.)"""
+        mailboxes = {s.mailbox for s in subs.values()}
+        if len(mailboxes) < 2:
+            return False
+        if isinstance(exc, MIXED_USER_ERRORS):
+            return True
+        others = {sub_id for sub_id, s in subs.items() if s.mailbox != anchor}
+        return set(lost) == others
 
     def _settle(self) -> None:
         """Wait (holding the condition) until no subscription was added or removed for COALESCE_SECONDS,
@@ -268,6 +417,17 @@ class StreamGroup:
             return
         response = getattr(service, "_streaming_response", None)
         _shutdown_socket(response)
+
+
+def _reserve_session(protocol) -> None:
+    """A stream holds one HTTP session for its whole life: grow the shared pool's ceiling by one for it.
+
+    The pool was sized for the streams the rules needed at start; streams opened later (one per mailbox on
+    a server that refuses mixed-user streams, or rules that grew) would otherwise take the sessions the
+    sync workers need, and a worker waiting for a session behind a stream never gets one. exchangelib
+    opens sessions lazily, so a ceiling above what is used costs nothing."""
+    with contextlib.suppress(AttributeError, TypeError):
+        protocol.max_connections = protocol.max_connections + 1
 
 
 def _subscription_ids_in(message: str, subs: dict[str, Subscription]) -> list[str]:

@@ -73,9 +73,13 @@ def test_malformed_requests_get_soap_faults_not_crashes(sim):
         assert b"ErrorSchemaValidation" in response.content
     envelope = (
         b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
-        b'<m:Frobnicate xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"/>'
+        b'<m:%s xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"/>'
         b"</s:Body></s:Envelope>"
     )
-    response = requests.post(sim.url, data=envelope, auth=auth, timeout=5)
+    # not an EWS operation at all: the schema rejects it, as on Exchange
+    response = requests.post(sim.url, data=envelope % b"Frobnicate", auth=auth, timeout=5)
+    assert response.status_code == 500 and b"ErrorSchemaValidation" in response.content
+    # a real operation the simulator does not implement
+    response = requests.post(sim.url, data=envelope % b"GetServerTimeZones", auth=auth, timeout=5)
     assert response.status_code == 500 and b"ErrorInvalidOperation" in response.content
     assert requests.get(sim.url.replace("/EWS/Exchange.asmx", "/nope"), timeout=5).status_code == 404

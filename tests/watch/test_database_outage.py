@@ -104,7 +104,9 @@ def test_postgres_connections_killed_mid_burst_nothing_lost_or_doubled(tmp_path,
 
 class FlakySink(SqlActivitySink):
     """The SQL sink, except it rejects mails whose subject says "poison" until ``fixed`` (as a CRM would
-    reject a record it cannot store)."""
+    reject a record it cannot store). It shares the state database, so it runs inside the sync transaction
+    and its rejection is a sync dead letter; an external sink's rejection is a delivery dead letter
+    (``tests/delivery/test_delivery.py``)."""
 
     def __init__(self, engine):
         super().__init__(engine)

@@ -22,7 +22,8 @@ from foldertrack.state.schema import dead_letters, subscription_health
 from foldertrack.targets import RuleIssue
 from tests.watch.conftest import ALICE, BOB
 
-TOTAL_KEYS = {"mailboxes", "folders", "tracked", "backlog", "dead_letters", "warnings", "modes"}
+TOTAL_KEYS = {"mailboxes", "folders", "tracked", "backlog", "dead_letters", "warnings", "modes",
+              "outbox_backlog", "delivery_dead_letters"}  # fmt: skip
 FOLDER_KEYS = {"path", "configured_path", "status", "rule", "tracked", "last_sync_at"}
 WARNING_KEYS = {"kind", "rule", "path", "message", "since"}
 
@@ -81,8 +82,9 @@ def test_status_of_a_running_watcher_text_and_json(harness):
 
     box = harness.wait_for(streaming_and_idle, what="alice streaming, idle, with a last event time")
     report = status_json(harness.database_url)
-    assert set(report) == {"mailboxes", "dead_letters", "totals"}
-    assert set(report["totals"]) == TOTAL_KEYS
+    assert set(report) >= {"mailboxes", "dead_letters", "totals", "sinks", "delivery_dead_letters"}
+    assert report["sinks"] == [] and report["delivery_dead_letters"] == []  # the sql sink: no outbox
+    assert set(report["totals"]) >= TOTAL_KEYS
     assert list(box) == list(MAILBOX_KEYS)
     assert box["tracked"] == 1 and box["backlog"] == 0 and box["dead_letters"] == 0
     assert box["last_sync_at"] is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from foldertrack.simulator.ops.attachments import GetAttachment
+from foldertrack.simulator.ops.attachments import CreateAttachment, DeleteAttachment, GetAttachment
 from foldertrack.simulator.ops.base import Handler
 from foldertrack.simulator.ops.convert_id import ConvertId
 from foldertrack.simulator.ops.folders import (
@@ -37,6 +37,8 @@ SERVICES: dict[str, type[Handler]] = {
     "CopyItem": CopyItem,
     "DeleteItem": DeleteItem,
     "GetAttachment": GetAttachment,
+    "CreateAttachment": CreateAttachment,
+    "DeleteAttachment": DeleteAttachment,
     "SyncFolderItems": SyncFolderItems,
     "Subscribe": Subscribe,
     "GetEvents": GetEvents,

@@ -9,6 +9,7 @@ from lxml import etree
 
 from foldertrack.simulator.mime import MailSpec
 from foldertrack.simulator.model import EwsError, Item, Mailbox
+from foldertrack.simulator.ops.attachments import attachment_ids, new_attachments, with_attachments
 from foldertrack.simulator.ops.base import Handler
 from foldertrack.simulator.ops.folders import _page
 from foldertrack.simulator.render import Shape, ews_datetime, html_to_text, item_element
@@ -58,6 +59,7 @@ class FindItem(Handler):
         if traversal not in ("Shallow", "Deep", "SoftDeleted", "Associated"):
             raise SoapFault("ErrorSchemaValidation", f"Invalid Traversal {traversal!r}.")
         shape = Shape.parse(payload.find(M("ItemShape")))
+        shape.find = True
         view = payload.find(M("IndexedPageItemView"))
         restriction = payload.find(M("Restriction"))
         order = payload.find(M("SortOrder"))
@@ -211,11 +213,15 @@ class CreateItem(Handler):
                     continue
                 out = sub(self.message(messages), M("Items"))
                 if item is not None:
-                    sub(sub(out, T("Message")), T("ItemId"), Id=item.id, ChangeKey=item.change_key)
+                    created = sub(out, T("Message"))
+                    sub(created, T("ItemId"), Id=item.id, ChangeKey=item.change_key)
+                    if item.mail.attachments:
+                        attachment_ids(created, item, range(len(item.mail.attachments)), T("Attachments"))
         return resp
 
     def _create(self, mb: Mailbox, payload: etree._Element, message: etree._Element, disposition: str):
         mime = mime_from_element(message, "" if disposition == "SaveOnly" else mb.address)
+        mime = with_attachments(mime, new_attachments(message.find(T("Attachments"))))
         flags = _message_flags(message)
         is_read = xs_bool(message.findtext(T("IsRead")), bool(flags and flags & MSGFLAG_READ))
         categories = [c.text or "" for c in message.iter(T("String")) if c.getparent().tag == T("Categories")]
@@ -261,6 +267,11 @@ class UpdateItem(Handler):
                     if ref is None:
                         raise EwsError("ErrorInvalidIdMalformed", "ItemChange has no ItemId.")
                     item = self.store.item_by_id(self.mailbox, ref.get("Id"))
+                    others = self.ctx.principal.mailbox is not self.mailbox
+                    if others and self.mailbox.address.lower() in self.store.read_only:
+                        raise EwsError(
+                            "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+                        )
                     key = ref.get("ChangeKey")
                     if key and key != item.change_key and conflicts == "NeverOverwrite":
                         raise EwsError("ErrorIrresolvableConflict", "The change key is out of date.")

@@ -48,6 +48,15 @@ class GetStreamingEvents(Handler):
                     subs.append(self.store.subscription(sub_id, owner, "streaming"))
                 except EwsError as exc:
                     failed.append((sub_id, exc))
+            profile = self.store.profile
+            if profile.single_user_streams and not failed:
+                # such a server binds a stream to one user: subscriptions of other mailboxes are refused
+                own = self.ctx.mailbox.number if self.ctx.mailbox is not None else None
+                refused = EwsError(
+                    profile.single_user_streams_code,
+                    "Subscriptions of other users cannot be read on this connection.",
+                )
+                failed = [(s.id, refused) for s in subs if s.mailbox != own]
             if failed:
                 return self._error(failed)
             self.store.attach_stream(subs, waker)
@@ -127,7 +136,8 @@ class GetStreamingEvents(Handler):
                 yield self._envelope("Closed")
                 return
             if now - last_sent >= self.ctx.heartbeat:
-                yield self._envelope("OK")
+                heartbeat_notes = [(s, []) for s in subs] if store.profile.status_event_heartbeats else None
+                yield self._envelope("OK", heartbeat_notes)
                 last_sent = now
             waits = [deadline - now, self.ctx.heartbeat - (now - last_sent), 1.0]
             if next_ready is not None:
@@ -138,9 +148,8 @@ class GetStreamingEvents(Handler):
 
     def _expired(self, waker: StreamWaker) -> etree._Element:
         resp, messages = self.response()
-        msg = self.message(
-            messages, EwsError("ErrorSubscriptionNotFound", "The specified subscription was not found.")
-        )
+        code = self.store.profile.lost_subscription_code
+        msg = self.message(messages, EwsError(code, "The specified subscription was not found."))
         ids = sub(msg, M("ErrorSubscriptionIds"))
         for sub_id in waker.expired_ids or ["unknown"]:
             sub(ids, T("SubscriptionId"), sub_id)

@@ -16,16 +16,20 @@ HIERARCHY_MAGIC = b"SFHS"
 _BAD_STATE = "Synchronization state data is corrupt or otherwise invalid."
 
 
-def _from_seq(mb: Mailbox, folder: Folder, text: str | None, magic: bytes) -> int:
+def _position(mb: Mailbox, folder: Folder, text: str | None, magic: bytes) -> ids.SyncPosition:
     if not text or not text.strip():
-        return 0
+        return ids.SyncPosition(mb.number, folder.serial, 0)
     try:
-        mailbox, folder_serial, seq = ids.decode_sync_state(text, magic)
+        position = ids.decode_sync_state(text, magic)
     except ids.MalformedId:
         raise EwsError("ErrorInvalidSyncStateData", _BAD_STATE) from None
-    if mailbox != mb.number or folder_serial != folder.serial or seq > mb.seq:
+    if (
+        position.mailbox != mb.number
+        or position.folder_serial != folder.serial
+        or max(position.base, position.end) > mb.seq
+    ):
         raise EwsError("ErrorInvalidSyncStateData", _BAD_STATE)
-    return seq
+    return position
 
 
 def _sync_error(msg: etree._Element, last_tag: str) -> None:
@@ -54,13 +58,13 @@ class SyncFolderItems(Handler):
             mb = self.mailbox
             try:
                 folder = self.target_folder(payload, "SyncFolderId")
-                from_seq = _from_seq(mb, folder, payload.findtext(M("SyncState")), ITEMS_MAGIC)
-                changes, new_seq, last = item_changes(mb, folder, from_seq, max_changes)
+                position = _position(mb, folder, payload.findtext(M("SyncState")), ITEMS_MAGIC)
+                changes, position, last = item_changes(mb, folder, position, max_changes)
             except EwsError as exc:
                 _sync_error(self.message(messages, exc), "IncludesLastItemInRange")
                 return resp
             msg = self.message(messages)
-            sub(msg, M("SyncState"), ids.encode_sync_state(ITEMS_MAGIC, mb.number, folder.serial, new_seq))
+            sub(msg, M("SyncState"), ids.encode_sync_state(ITEMS_MAGIC, position))
             sub(msg, M("IncludesLastItemInRange"), bool_text(last))
             container = sub(msg, M("Changes"))
             for kind, item in changes:
@@ -87,13 +91,14 @@ class SyncFolderHierarchy(Handler):
             try:
                 holder = payload.find(M("SyncFolderId"))
                 root = self.folder_from(holder[0]) if holder is not None and len(holder) else mb.root()
-                from_seq = _from_seq(mb, root, payload.findtext(M("SyncState")), HIERARCHY_MAGIC)
-                changes, new_seq = hierarchy_changes(mb, root, from_seq)
+                position = _position(mb, root, payload.findtext(M("SyncState")), HIERARCHY_MAGIC)
+                changes, new_seq = hierarchy_changes(mb, root, position.base)
             except EwsError as exc:
                 _sync_error(self.message(messages, exc), "IncludesLastFolderInRange")
                 return resp
             msg = self.message(messages)
-            sub(msg, M("SyncState"), ids.encode_sync_state(HIERARCHY_MAGIC, mb.number, root.serial, new_seq))
+            state = ids.SyncPosition(mb.number, root.serial, new_seq)
+            sub(msg, M("SyncState"), ids.encode_sync_state(HIERARCHY_MAGIC, state))
             sub(msg, M("IncludesLastFolderInRange"), "true")
             container = sub(msg, M("Changes"))
             for kind, folder in changes:

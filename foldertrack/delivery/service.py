@@ -1,0 +1,224 @@
+"""The delivery service: an external sink's workers, their wake-up, the sink-wide pause, and its health.
+
+Sync never waits for the sink: it commits outbox entries and the commit wakes the workers, so a move
+reaches the CRM milliseconds after the local activity. :func:`foldertrack.delivery.outbox.add` leaves a
+flag on the connection; a pool ``checkin`` listener (the connection comes back after its commit: the
+``commit`` event fires before the data is visible) wakes the workers, a ``rollback`` clears the flag. Workers otherwise wait until their earliest
+retry falls due, or ``scan_interval`` for entries another process queued (``foldertrack retry``).
+
+A transient failure pauses the whole sink (its ``Retry-After``, or the back-off for consecutive
+failures), so an outage or a 429 storm costs one probe per interval rather than one request per entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, event, select
+
+from foldertrack.delivery import outbox
+from foldertrack.retry import Backoff
+from foldertrack.sinks.base import ActivitySink
+from foldertrack.state.schema import sink_health
+from foldertrack.state.types import utcnow
+
+log = logging.getLogger("foldertrack.delivery")
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """``[delivery]`` settings (see ``foldertrack.config``)."""
+
+    workers: int = 4
+    unhealthy_after: float = 600.0
+    max_backoff: float = 300.0
+    retention: float = 7 * 86400.0
+    scan_interval: float = 2.0
+    initial_backoff: float = 0.5
+    batch: int = 50
+    prune_interval: float = 600.0
+    claim_ttl: float = 600.0  # an instance's claim on a batch; longer than any batch of sink calls
+
+
+class DeliveryService:
+    """Feeds ``sink`` from the outbox with its own threads. ``start()``, ``wake()``, ``stop()``."""
+
+    def __init__(
+        self,
+        sink: ActivitySink,
+        engine: Engine,
+        options: DeliveryOptions | None = None,
+        *,
+        feedback: Any = None,
+        observer: Any = None,
+        instance: str | None = None,
+    ):
+        self.sink = sink
+        #: who claims entries: stable across restarts, so a restarted instance takes its claims back at once
+        self.owner = instance or socket.gethostname()
+        self.engine = engine
+        self.options = options or DeliveryOptions()
+        self.feedback = feedback
+        self.observer = observer
+        count = max(1, min(self.options.workers, int(sink.max_concurrency or 1), outbox.PARTITIONS))
+        self.partitions = [tuple(p for p in range(outbox.PARTITIONS) if p % count == i) for i in range(count)]
+        self.entry_backoff = Backoff(initial=self.options.initial_backoff, maximum=self.options.max_backoff)
+        self.sink_backoff = Backoff(initial=self.options.initial_backoff, maximum=self.options.max_backoff)
+        self._cv = threading.Condition()
+        self._generation = 0
+        self._stopping = threading.Event()
+        self._paused_until = 0.0  # monotonic
+        self._consecutive = 0
+        self._lock = threading.Lock()
+        self.failing_since: datetime | None = None
+        self.last_error: str | None = None
+        self.workers: list[threading.Thread] = []
+        self._listening = False
+
+    @property
+    def name(self) -> str:
+        return self.sink.name
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from foldertrack.delivery.worker import DeliveryWorker
+
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(sink_health).where(sink_health.c.sink == self.name)).first()
+            if row is not None:  # an outage that began before a restart is still one outage
+                self.failing_since, self.last_error = row.failing_since, row.last_error
+        except Exception as exc:  # the database may be down: workers retry; health starts clean
+            log.warning("delivery to %s: could not read its health: %s", self.name, exc)
+        event.listen(self.engine, "checkin", self._on_checkin)
+        event.listen(self.engine, "rollback", self._on_rollback)
+        self._listening = True
+        self.workers = [DeliveryWorker(self, i, parts) for i, parts in enumerate(self.partitions)]
+        for worker in self.workers:
+            worker.start()
+        log.info("delivery to %s: %d worker(s)", self.name, len(self.workers))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Drain: each worker finishes (and records) the request in flight, then exits."""
+        self._stopping.set()
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for worker in self.workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        if self._listening:
+            event.remove(self.engine, "checkin", self._on_checkin)
+            event.remove(self.engine, "rollback", self._on_rollback)
+            self._listening = False
+        for closable in (self.sink, self.feedback):
+            close = getattr(closable, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:
+                    log.warning("delivery to %s: close failed: %s", self.name, exc)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def check(self) -> str | None:
+        """None while every worker lives (or we are stopping), else which died."""
+        if self.stopping:
+            return None
+        dead = [w.name for w in self.workers if not w.is_alive()]
+        return f"delivery worker {dead[0]} died" if dead else None
+
+    # -- waking ----------------------------------------------------------------------------------------------
+
+    def _on_checkin(self, dbapi_connection: Any, record: Any) -> None:
+        if record is not None and record.info.pop(outbox.PENDING_FLAG, False):
+            self.wake()
+
+    @staticmethod
+    def _on_rollback(conn: Any) -> None:
+        conn.info.pop(outbox.PENDING_FLAG, None)
+
+    def wake(self) -> None:
+        """New entries were committed (or we stop): every worker looks at once."""
+        with self._cv:
+            self._generation += 1
+            self._cv.notify_all()
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Wait until woken after generation ``seen``, stopping, or ``timeout`` seconds."""
+        with self._cv:
+            if self._generation == seen and not self.stopping:
+                self._cv.wait(timeout)
+
+    # -- the sink-wide pause and health ----------------------------------------------------------------------
+
+    def paused_for(self) -> float:
+        """Seconds until the sink may be called again (0: now)."""
+        return max(0.0, self._paused_until - time.monotonic())
+
+    def note_success(self) -> None:
+        with self._lock:
+            if self.failing_since is not None:
+                log.info("delivery to %s: working again", self.name)
+            self._consecutive = 0
+            self.failing_since = None
+
+    def note_transient(self, error: str, retry_after: float | None) -> datetime:
+        """A transient failure: pause the sink; returns ``failing_since`` (for the health row)."""
+        with self._lock:
+            self._consecutive += 1
+            pause = max(retry_after or 0.0, self.sink_backoff.delay(self._consecutive))
+            self._paused_until = max(self._paused_until, time.monotonic() + pause)
+            if self.failing_since is None:
+                self.failing_since = utcnow()
+            self.last_error = error
+            return self.failing_since
+
+    def note_rejection(self, error: str) -> None:
+        """The sink answered (with a rejection): it is reachable."""
+        with self._lock:
+            self._consecutive = 0
+            self.failing_since = None
+            self.last_error = error
+
+    def problem(self, now: datetime | None = None) -> str | None:
+        """For ``/healthz``: why delivery counts as broken (failing longer than ``unhealthy_after``)."""
+        if self.stopping:
+            return None
+        dead = self.check()
+        if dead:
+            return dead
+        since = self.failing_since
+        if since is None:
+            return None
+        failing = ((now or utcnow()) - since).total_seconds()
+        if failing < self.options.unhealthy_after:
+            return None
+        error = " ".join((self.last_error or "").split())[:160]
+        return f"delivery to {self.name} failing for {_duration(failing)}: {error}"
+
+    def figures(self) -> outbox.SinkFigures:
+        """This sink's backlog and counts (read from the database)."""
+        with self.engine.connect() as conn:
+            return outbox.figures(conn).get(self.name) or outbox.SinkFigures(self.name)
+
+    def prune_before(self) -> datetime:
+        return utcnow() - timedelta(seconds=self.options.retention)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"

@@ -1,0 +1,223 @@
+"""One delivery worker: its partitions' due outbox entries, one at a time, in id order per mail key.
+
+At least once: an entry is marked delivered only after the sink returned, so a crash in between sends it
+again, and the sink's idempotency (keyed by the mail key, plus the entry's idempotency key) makes that
+harmless. A worker never sleeps on a back-off: a failed entry gets its ``next_attempt_at`` and the worker
+moves on, or waits on the service's condition until something falls due.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.engine import Row
+
+from foldertrack.delivery import outbox
+from foldertrack.delivery.rebuild import apply_send_options, load_activity
+from foldertrack.delivery.service import DeliveryService
+from foldertrack.errors import PermanentSinkError, TransientSinkError
+from foldertrack.retry import describe
+from foldertrack.sinks.base import Delivery, delivering
+from foldertrack.state import watch_store as store
+from foldertrack.state.types import utcnow
+
+log = logging.getLogger("foldertrack.delivery")
+
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("7f0c52a4-5b8e-4b53-9a51-4f6d2c1e9b10")
+
+
+def idempotency_key(row: Row) -> str:
+    """Stable for every retry and replay of one entry, unique per entry (and per database)."""
+    name = f"{row.sink}\n{row.mail_key}\n{row.id}\n{row.created_at.isoformat()}"
+    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, name))
+
+
+class DeliveryWorker(threading.Thread):
+    """Delivers the entries of ``partitions``; survives any error (logged, counted, retried)."""
+
+    def __init__(self, service: DeliveryService, index: int, partitions: tuple[int, ...]):
+        super().__init__(name=f"foldertrack-delivery-{service.name}-{index}", daemon=True)
+        self.service = service
+        self.index = index
+        self.partitions = partitions
+        self._next_prune = time.monotonic() + 5.0
+
+    def run(self) -> None:
+        service = self.service
+        while not service.stopping:
+            seen = service.generation
+            try:
+                wait = self._round()
+            except Exception as exc:  # database unavailable, a bug: never let the thread die
+                log.warning("delivery to %s: worker %d: %s", service.name, self.index, describe(exc))
+                wait = service.options.scan_interval
+            if wait > 0:
+                service.wait(seen, wait)
+
+    def _round(self) -> float:
+        """Deliver what is due; returns how long to wait before looking again (0: at once)."""
+        service = self.service
+        paused = service.paused_for()
+        if paused > 0:
+            return paused
+        if self.index == 0 and time.monotonic() >= self._next_prune:
+            self._prune()
+        with service.engine.connect() as conn:
+            rows = outbox.due(conn, service.name, self.partitions, service.options.batch, service.owner)
+            if not rows:
+                next_at = outbox.next_due_at(conn, service.name, self.partitions, service.owner)
+        if not rows:
+            if next_at is None:
+                return service.options.scan_interval
+            until = (next_at - utcnow()).total_seconds()
+            return min(service.options.scan_interval, max(0.005, until))
+        claim_until = utcnow() + timedelta(seconds=service.options.claim_ttl)
+        with store.writing(service.engine) as conn:
+            mine = outbox.claim(conn, [r.id for r in rows], service.owner, claim_until)
+        if not mine:
+            return service.options.scan_interval  # another instance got there first
+        blocked: set[str] = set()
+        for row in rows:
+            if service.stopping or service.paused_for() > 0:
+                return 0.0
+            if row.id not in mine:
+                continue
+            if row.mail_key in blocked:
+                continue  # an earlier entry of this key just failed: keep the order
+            if not self._deliver(row):
+                blocked.add(row.mail_key)
+        return 0.0
+
+    def _deliver(self, row: Row) -> bool:
+        """Apply one entry; True when it is done (delivered, dead or skipped), False to retry later."""
+        service = self.service
+        attempt = row.attempts + 1
+        with service.engine.connect() as conn:
+            if outbox.later_delivered(conn, row):
+                stored, skip = None, "superseded by a later delivered entry"
+            elif row.op == "upsert":
+                stored = load_activity(conn, row.mail_key)
+                skip = "removed by on_leave: delete" if stored is not None and stored.deleted else None
+            else:
+                stored, skip = None, None
+        if skip is not None:
+            self._finish(row, attempt, "skipped", 0.0, note=f"skipped: {skip}")
+            return True
+        delivery = Delivery(row.id, idempotency_key(row), row.op, row.mail_key, row.mailbox, attempt)
+        started = time.monotonic()
+        try:
+            with delivering(delivery):
+                if row.op == "upsert":
+                    if stored is None:
+                        raise PermanentSinkError(
+                            "no local activity for this key (deleted from the database?)"
+                        )
+                    service.sink.upsert(apply_send_options(stored.activity, outbox.send_options(row)))
+                elif row.op == "untrack":
+                    service.sink.untrack(row.mail_key)
+                else:
+                    service.sink.delete(row.mail_key)
+        except PermanentSinkError as exc:
+            self._dead(row, attempt, exc, time.monotonic() - started)
+            return True
+        except Exception as exc:
+            self._retry(row, attempt, exc, time.monotonic() - started)
+            return False
+        self._finish(row, attempt, "delivered", time.monotonic() - started)
+        return True
+
+    # -- outcomes --------------------------------------------------------------------------------------------
+
+    def _finish(self, row: Row, attempt: int, outcome: str, seconds: float, note: str | None = None) -> None:
+        service = self.service
+        with store.writing(service.engine) as conn:
+            outbox.mark_delivered(conn, row.id, attempt, note)
+            if outcome == "delivered":
+                outbox.note_success(conn, service.name)
+                if row.op == "upsert":
+                    outbox.settle_earlier_dead(conn, row)
+        if outcome == "delivered":
+            service.note_success()
+        self._observe(row, outcome, seconds)
+        log.debug("delivery to %s: %s %s %s", service.name, outcome, row.op, row.mail_key[:200])
+        if outcome == "delivered" and row.op == "upsert":
+            self._feedback("confirmed", row.mailbox, row.mail_key)
+
+    def _retry(self, row: Row, attempt: int, exc: Exception, seconds: float) -> None:
+        service = self.service
+        retry_after = exc.retry_after if isinstance(exc, TransientSinkError) else None
+        error = _message(exc)
+        delay = service.entry_backoff.delay(attempt)
+        if retry_after is not None:
+            delay = max(delay, retry_after)  # the sink's Retry-After wins over our cap
+        failing_since = service.note_transient(error, retry_after)
+        with store.writing(service.engine) as conn:
+            outbox.mark_retry(conn, row.id, attempt, utcnow() + timedelta(seconds=delay), error)
+            outbox.note_failure(conn, service.name, error, transient=True, failing_since=failing_since)
+        self._observe(row, "retry", seconds)
+        log.warning(
+            "delivery to %s: %s %s failed (attempt %d), retrying in %.1fs: %s",
+            service.name,
+            row.op,
+            row.mail_key[:200],
+            attempt,
+            delay,
+            error,
+            exc_info=not isinstance(exc, TransientSinkError) and attempt == 1,
+        )
+
+    def _dead(self, row: Row, attempt: int, exc: PermanentSinkError, seconds: float) -> None:
+        service = self.service
+        error = _message(exc)
+        service.note_rejection(error)
+        with store.writing(service.engine) as conn:
+            outbox.mark_dead(conn, row.id, attempt, error)
+            outbox.note_failure(conn, service.name, error, transient=False, failing_since=None)
+        self._observe(row, "dead", seconds)
+        log.error(
+            "delivery to %s: %s %s rejected, dead-lettered (replay with `foldertrack retry d%d`): %s",
+            service.name,
+            row.op,
+            row.mail_key[:200],
+            row.id,
+            error,
+        )
+        self._feedback("failed", row.mailbox, row.mail_key, error)
+
+    def _observe(self, row: Row, outcome: str, seconds: float) -> None:
+        observer = self.service.observer
+        if observer is not None:
+            try:
+                observer.delivered(self.service.name, row.op, outcome, seconds)
+            except Exception as exc:  # hooks must not stop delivery
+                log.debug("observer failed: %s", exc)
+
+    def _feedback(self, what: str, *args: str) -> None:
+        feedback = self.service.feedback
+        if feedback is None:
+            return
+        try:
+            getattr(feedback, what)(*args)
+        except Exception as exc:  # feedback is a courtesy: never a reason to stop or retry delivery
+            log.warning("mailbox feedback (%s) failed: %s", what, describe(exc))
+
+    def _prune(self) -> None:
+        service = self.service
+        self._next_prune = time.monotonic() + service.options.prune_interval
+        with store.writing(service.engine) as conn:
+            pruned = outbox.prune(conn, service.prune_before())
+        if pruned:
+            log.info("delivery to %s: pruned %d delivered outbox entries", service.name, pruned)
+
+
+def _message(exc: BaseException) -> str:
+    """The sink's own message (with its code when it gave one), one line, no secrets."""
+    code = getattr(exc, "code", None)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, TransientSinkError | PermanentSinkError):
+        text = describe(exc)
+    return (f"[{code}] {text}" if code and code not in text else text)[:1000]

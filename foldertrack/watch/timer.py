@@ -1,0 +1,120 @@
+"""The watcher's timer thread: polling fallback, safety-net syncs, stalled streams, dead-letter replays,
+and the only writer of mailbox health (so a slow database never holds up a stream)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from foldertrack.retry import describe
+from foldertrack.state import watch_store as store
+from foldertrack.watch.events import FolderChanged, HierarchyChanged, SubscribeMailbox
+from foldertrack.watch.mailbox import MailboxState
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from foldertrack.watch.dispatcher import Dispatcher
+    from foldertrack.watch.options import WatchOptions
+    from foldertrack.watch.streaming import StreamGroup
+
+log = logging.getLogger("foldertrack.watch")
+
+REPLAY_CHECK_INTERVAL = 2.0  # seconds between looks for dead letters `foldertrack retry` queued
+
+
+class TimerMixin:
+    """The watcher's periodic work (part of :class:`~foldertrack.watch.daemon.Watcher`)."""
+
+    options: WatchOptions
+    engine: Engine
+    dispatcher: Dispatcher
+    _lock: threading.RLock
+    _mailboxes: dict[str, MailboxState]
+    _groups: list[StreamGroup]
+    _stop: threading.Event
+    _next_replay_check: float
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                self._tick(time.monotonic())
+            except Exception as exc:  # the timer must survive anything
+                log.exception("timer: %s", describe(exc))
+
+    def _tick(self, now: float) -> None:
+        with self._lock:
+            states = list(self._mailboxes.values())
+        self._flush_health(states)
+        if now >= self._next_replay_check:
+            self._next_replay_check = now + REPLAY_CHECK_INTERVAL
+            with self.engine.connect() as conn:
+                for mailbox, folder_id in store.replay_folders(conn):
+                    self.dispatcher.put(FolderChanged(mailbox, folder_id, "retry"))
+        for state in states:
+            if not state.resolved:
+                continue
+            if state.mode == "polling" and now >= state.next_poll:
+                state.next_poll = now + self.options.poll_interval
+                for folder_id in list(state.targets):
+                    self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "poll"))
+                if (
+                    state.subscription_id is None
+                    and self.dispatcher.attempts(("subscribe", state.mailbox)) == 0
+                ):
+                    self.dispatcher.put(SubscribeMailbox(state.mailbox, "poll-retry"))
+            if state.next_safety == 0.0:
+                state.next_safety = now + self._safety_delay()
+            elif now >= state.next_safety:
+                state.next_safety = now + self._safety_delay()
+                self.dispatcher.put(HierarchyChanged(state.mailbox, "safety-net"))
+                for folder_id in list(state.targets):
+                    self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "safety-net"))
+        for group in list(self._groups):
+            if (
+                group.size()
+                and group.connected
+                and now - group.last_envelope > self.options.stream_stall_timeout
+            ):
+                log.warning(
+                    "stream %d silent for %.0fs; reconnecting", group.index, now - group.last_envelope
+                )
+                group.last_envelope = now
+                group.kill_stream()
+
+    def _safety_delay(self) -> float:
+        """The safety-net interval, ±50 % at random, so a thousand mailboxes are not all re-synced at once
+        (a mail moved meanwhile would wait behind thousands of syncs)."""
+        return self.options.safety_sync_interval * random.uniform(0.5, 1.5)
+
+    def _flush_health(self, states: list[MailboxState]) -> None:
+        """Write each mailbox's mode, last error, last event time and backlog to its health row when they
+        changed, all in one transaction.
+
+        Only the timer writes health: stream readers and workers change memory, so a slow or locked
+        database never holds up a stream."""
+        backlog = self.dispatcher.backlog()
+        changed: dict[str, dict] = {}
+        snapshots: dict[str, tuple] = {}
+        for state in states:
+            values = {**state.health(), "backlog": backlog.get(state.mailbox, 0)}
+            snapshot = tuple(values.values())
+            if snapshot == state.health_written:
+                continue
+            if values["last_event_at"] is None:
+                del values["last_event_at"]
+            changed[state.mailbox] = values
+            snapshots[state.mailbox] = snapshot
+        if not changed:
+            return
+        try:
+            store.write_health(self.engine, changed, instance=self.options.instance, wait=False)
+        except Exception as exc:  # health is advisory; retried on the next tick
+            log.debug("health update failed: %s", describe(exc))
+            return
+        for state in states:
+            if state.mailbox in snapshots:
+                state.health_written = snapshots[state.mailbox]

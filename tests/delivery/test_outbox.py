@@ -1,0 +1,102 @@
+"""The outbox queries on their own, on SQLite and PostgreSQL: order per key, retries, dead letters, pruning."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from foldertrack.delivery import outbox
+from foldertrack.state.schema import outbox as outbox_table
+from foldertrack.state.types import utcnow
+
+SINK = "recording"
+
+
+def _add(engine, key: str, op: str = "upsert") -> int:
+    with engine.begin() as conn:
+        outbox.add(conn, sink=SINK, key=key, op=op, mailbox="alice@example.com", send={"body": False})
+        return conn.execute(select(outbox_table.c.id).order_by(outbox_table.c.id.desc())).scalars().first()
+
+
+def _due(engine) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        return [(r.mail_key, r.op) for r in outbox.due(conn, SINK, range(outbox.PARTITIONS), 100)]
+
+
+def test_only_the_head_of_each_key_is_due_and_a_waiting_head_blocks_its_key(database_engine):
+    a1, a2 = _add(database_engine, "<a@x>"), _add(database_engine, "<a@x>", "untrack")
+    _add(database_engine, "<b@x>")
+    assert _due(database_engine) == [("<a@x>", "upsert"), ("<b@x>", "upsert")]
+
+    later = utcnow() + timedelta(minutes=5)
+    with database_engine.begin() as conn:
+        outbox.mark_retry(conn, a1, 1, later, "429")
+    assert _due(database_engine) == [("<b@x>", "upsert")]  # a2 waits behind a1
+    with database_engine.connect() as conn:
+        assert outbox.next_due_at(conn, SINK, range(outbox.PARTITIONS)) <= utcnow()  # b is due now
+
+    with database_engine.begin() as conn:
+        outbox.mark_delivered(conn, a1, 2)
+    assert _due(database_engine) == [("<a@x>", "untrack"), ("<b@x>", "upsert")]
+    with database_engine.begin() as conn:
+        outbox.mark_dead(conn, a2, 1, "rejected")
+    assert _due(database_engine) == [("<b@x>", "upsert")]  # a dead entry does not block its key
+
+
+def test_replay_makes_a_dead_entry_due_again_and_a_later_delivered_entry_supersedes_it(database_engine):
+    a1, a2 = _add(database_engine, "<a@x>", "untrack"), _add(database_engine, "<a@x>")
+    with database_engine.begin() as conn:
+        outbox.mark_dead(conn, a1, 1, "rejected")
+        outbox.mark_delivered(conn, a2, 1)
+        assert outbox.request_replay(conn, [a1]) == 1
+    with database_engine.connect() as conn:
+        (row,) = outbox.due(conn, SINK, range(outbox.PARTITIONS), 10)
+        assert (
+            row.id == a1
+            and row.attempts == 0
+            and outbox.send_options(row) == {"body": False, "attachments": True}
+        )
+        assert outbox.later_delivered(conn, row)  # the worker skips it: the later upsert is newer
+
+
+def test_delivered_entries_are_pruned_after_the_retention_and_figures_count_per_sink(database_engine):
+    old, new, waiting = (_add(database_engine, f"<{n}@x>") for n in ("old", "new", "waiting"))
+    with database_engine.begin() as conn:
+        outbox.mark_delivered(conn, old, 1)
+        conn.execute(
+            outbox_table.update()
+            .where(outbox_table.c.id == old)
+            .values(delivered_at=utcnow() - timedelta(days=8))
+        )
+        outbox.mark_delivered(conn, new, 1)
+        outbox.note_success(conn, SINK, 2)
+        outbox.note_failure(conn, SINK, "boom", transient=True, failing_since=utcnow())
+        assert outbox.prune(conn, utcnow() - timedelta(days=7)) == 1
+    with database_engine.connect() as conn:
+        ids = set(conn.execute(select(outbox_table.c.id)).scalars())
+        figures = outbox.figures(conn)[SINK]
+    assert ids == {new, waiting}
+    assert figures.backlog == 1 and figures.delivered_total == 2 and figures.failing_since is not None
+    assert figures.last_error == "boom" and figures.oldest_pending_at is not None
+
+
+def test_a_key_always_lands_in_the_same_partition():
+    keys = [f"<{n}@example.com>" for n in range(500)]
+    parts = [outbox.partition_of(k) for k in keys]
+    assert parts == [outbox.partition_of(k) for k in keys]
+    assert all(0 <= p < outbox.PARTITIONS for p in parts) and len(set(parts)) > outbox.PARTITIONS // 2
+
+
+def test_an_entry_claimed_by_one_instance_is_left_to_it_until_the_claim_runs_out(database_engine):
+    entry = _add(database_engine, "<a@x>")
+    parts = range(outbox.PARTITIONS)
+    with database_engine.begin() as conn:
+        assert outbox.claim(conn, [entry], "host-a", utcnow() + timedelta(minutes=10)) == {entry}
+        assert outbox.claim(conn, [entry], "host-b", utcnow() + timedelta(minutes=10)) == set()
+        assert outbox.due(conn, SINK, parts, 10, "host-b") == []
+        assert outbox.next_due_at(conn, SINK, parts, "host-b") is None  # nothing for b to wait for
+        # host-a restarted after kill -9: its own claim is its own at once
+        assert [r.id for r in outbox.due(conn, SINK, parts, 10, "host-a")] == [entry]
+        assert outbox.claim(conn, [entry], "host-a", utcnow() - timedelta(seconds=1)) == {entry}
+        assert outbox.claim(conn, [entry], "host-b", utcnow() + timedelta(minutes=10)) == {entry}  # ran out
