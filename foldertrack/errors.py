@@ -85,3 +85,23 @@ class ExchangeError(FoldertrackError):
     """Talking to Exchange failed in a way the caller should report (bad credentials, folder missing)."""
 
     exit_code = 75
+
+
+class InstanceConflictError(FoldertrackError):
+    """Another live watcher already runs on this SQLite database (one per database: use PostgreSQL for
+    several); the message names the database file and the other instance's host and pid."""
+
+    exit_code = 75  # EX_TEMPFAIL: systemd may try again once the other one is gone
+
+
+class LeaseLostError(FoldertrackError):
+    """This instance no longer holds the mailbox's lease at the epoch it wrote under (taken over, expired or
+    released): the transaction is refused so a paused or partitioned instance cannot overwrite its successor.
+    """
+
+    exit_code = 75
+
+    def __init__(self, message: str, mailbox: str, epoch: int):
+        super().__init__(message)
+        self.mailbox = mailbox
+        self.epoch = epoch

@@ -54,13 +54,10 @@ class Story:
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
-    exchange: list[Sighting] = field(default_factory=list)
     verdict: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "exchange"}
-        out["exchange"] = [s.__dict__ for s in self.exchange]
-        return _plain(out)
+        return _plain(dict(self.__dict__))
 
 
 def keys_for(message_id: str) -> list[str]:

@@ -15,28 +15,22 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from exchangelib import Message
-from exchangelib.errors import (
-    ErrorFolderNotFound,
-    ErrorInternalServerError,
-    ErrorInternalServerTransientError,
-    ErrorInvalidSyncStateData,
-    ErrorItemNotFound,
-)
+from exchangelib.errors import ErrorFolderNotFound, ErrorInvalidSyncStateData, ErrorItemNotFound
 from exchangelib.fields import FieldPath
 from exchangelib.items import ID_ONLY
 from exchangelib.properties import FolderId
 from exchangelib.services import SyncFolderItems
 from sqlalchemy import Connection, Engine
 
+from foldertrack import copies
 from foldertrack.delivery.decisions import OutboxWriter
 from foldertrack.errors import PermanentSinkError
-from foldertrack.exchange.bounds import bound_activity, fingerprint
+from foldertrack.exchange.bounds import bounded, fingerprint
 from foldertrack.exchange.connection import ExchangeConnector
 from foldertrack.exchange.convert import NotAMail, plain_datetime, to_activity
-from foldertrack.exchange.items import ItemFetchFailed, fetch_items, still_there
-from foldertrack.exchange.transport import UnusableResponse, response_problem
+from foldertrack.exchange.items import counts_against_item, fetch_items
 from foldertrack.model import Activity, RecordRef
-from foldertrack.retry import describe, is_transient
+from foldertrack.retry import describe
 from foldertrack.sinks.base import ActivitySink
 from foldertrack.state import watch_store as store
 from foldertrack.targets import Target
@@ -157,7 +151,6 @@ def _apply_page(
     with ctx.engine.connect() as conn:
         already = store.present_item_ids(conn, target.mailbox, target.folder_id, [i for i, _ in creates])
         dead = store.dead_item_ids(conn, target.mailbox, target.folder_id)
-        probe = store.probe_item_id(conn, target.mailbox, exclude=[i for i, _ in creates] + replay)
     cutoff = _backfill_cutoff(target, row) if backfill_pass and not row.backfill_done else None
     wanted: list[str] = []
     for item_id, received in creates:
@@ -170,7 +163,11 @@ def _apply_page(
     wanted.extend(i for i in replay if i not in wanted)  # `foldertrack retry` replays, retrying items
     gone: list[str] = []
     account = ctx.connector.account(target.mailbox)
-    fetched = fetch_items(account, wanted, probe_id=probe) if wanted else {}
+    fetched = (
+        fetch_items(account, wanted, probe=lambda: copies.probe_item(ctx.engine, target, wanted))
+        if wanted
+        else {}
+    )
 
     activities: dict[str, Activity] = {}
     arrivals: dict[str, datetime | None] = {}
@@ -181,7 +178,7 @@ def _apply_page(
             gone.append(item_id)  # moved on since the sync saw it; the next sync shows where it went
             continue
         if isinstance(item, Exception):
-            if not _about_the_item(item):
+            if not counts_against_item(item):
                 raise item
             failed.append((item_id, item, None))
             continue
@@ -202,13 +199,13 @@ def _apply_page(
         except ErrorItemNotFound:  # moved away while its attachments were read: gone, not failing
             gone.append(item_id)
         except Exception as exc:  # a malformed mail must not stop the folder
-            if not _about_the_item(exc):
+            if not counts_against_item(exc):
                 raise
             failed.append((item_id, exc, None))
         else:
-            activities[item_id] = _bounded(activities[item_id], target)
+            activities[item_id] = bounded(activities[item_id], target.mailbox, target.path)
 
-    moved = _moved_owner_copies(ctx, target, account, activities.values())
+    moved = copies.moved_owner_copies(ctx.engine, target, account, activities.values())
     with store.writing(ctx.engine) as conn:
         for item_id, activity in activities.items():
             try:
@@ -248,53 +245,6 @@ def _apply_page(
         return
     if retry_later:
         raise ItemsNeedRetry(f"{len(failed)} item(s) in {target.path} failed; will retry")
-
-
-def _moved_owner_copies(ctx: SyncContext, target: Target, account, activities) -> set[str]:
-    """Keys whose tracked copy, in another tracked folder of this mailbox, is gone from Exchange although
-    that folder has not caught up yet: the mail moved here (it takes over, whatever the clocks say)."""
-    owners: dict[str, str] = {}
-    with ctx.engine.connect() as conn:
-        for activity in activities:
-            link = store.link(conn, activity.key)
-            if (
-                link is None
-                or link.state != "tracked"
-                or link.owner_mailbox != target.mailbox
-                or link.owner_folder_id == target.folder_id
-            ):
-                continue
-            entry = store.ledger_entry(conn, target.mailbox, activity.key, link.owner_folder_id)
-            if entry is not None and entry.state == "present":
-                owners[activity.key] = entry.item_id
-    if not owners:
-        return set()
-    there = still_there(account, list(owners.values()))
-    return {key for key, item_id in owners.items() if item_id not in there}
-
-
-def _about_the_item(exc: BaseException) -> bool:
-    """Count this failure against the item (dead letter after ``max_attempts``) rather than retry the whole
-    folder: anything permanent, and what the server says about this item only (an internal error, an
-    answer too large or not XML). Throttling, an unreachable server or database retry the folder."""
-    if isinstance(exc, ItemFetchFailed) or not is_transient(exc):
-        return True
-    if isinstance(exc, (ErrorInternalServerError, ErrorInternalServerTransientError)):
-        return True
-    return isinstance(response_problem(exc), UnusableResponse)
-
-
-def _bounded(activity: Activity, target: Target) -> Activity:
-    bounded, cut = bound_activity(activity)
-    if cut:
-        log.warning(
-            "%s %s: %s: %s too long; stored cut, with a note",
-            target.mailbox,
-            target.path,
-            activity.key[:200],
-            ", ".join(cut),
-        )
-    return bounded
 
 
 def _synced_lately(row) -> bool:
@@ -393,7 +343,7 @@ def _track(
     current = store.link(conn, key)
     content = fingerprint(activity)
     if current is not None and current.fingerprint is not None and current.fingerprint != content:
-        _collision(conn, target, item_id, activity, content, current.fingerprint)
+        copies.record_collision(conn, target, item_id, activity, content, current.fingerprint)
         return "collision"
     store.ledger_present(conn, target.mailbox, key, target.folder_id, item_id)
     policy = getattr(target.rule, "duplicates", "first_wins")
@@ -401,7 +351,7 @@ def _track(
     if current is not None:
         same_owner = current.owner_mailbox == target.mailbox
         takes_over = same_owner or current.state == "untracked" or policy == "last_wins"
-        if same_owner and not owner_moved and _arrived_earlier(conn, current, target, key, arrived_at):
+        if same_owner and not owner_moved and copies.arrived_earlier(conn, current, target, key, arrived_at):
             takes_over = False
         previous = _regarding_of(current)
         if previous != target.record and not same_owner and current.state == "tracked":
@@ -440,48 +390,6 @@ def _track(
     if ctx.on_tracked is not None:
         ctx.on_tracked(target, activity, outcome)
     return outcome
-
-
-def _arrived_earlier(
-    conn: Connection, current, target: Target, key: str, arrived_at: datetime | None
-) -> bool:
-    """True when the owner's copy (in another folder, still there) arrived after this one: it keeps the
-    regarding. Ties go to the greater folder id, so the outcome never depends on the catch-up order."""
-    if current.state != "tracked" or current.owner_folder_id == target.folder_id:
-        return False
-    if arrived_at is None or current.arrived_at is None:
-        return False
-    owner_entry = store.ledger_entry(conn, target.mailbox, key, current.owner_folder_id)
-    if owner_entry is None or owner_entry.state != "present":
-        return False
-    theirs = current.arrived_at if current.arrived_at.tzinfo else current.arrived_at.replace(tzinfo=UTC)
-    return (arrived_at, target.folder_id) < (theirs, current.owner_folder_id)
-
-
-def _collision(
-    conn: Connection, target: Target, item_id: str, activity: Activity, content: str, kept: str
-) -> None:
-    new = store.add_collision(
-        conn,
-        activity.key,
-        target.mailbox,
-        target.folder_id,
-        item_id,
-        subject=activity.subject,
-        sender=activity.sender,
-        fingerprint=content,
-        kept_fingerprint=kept,
-    )
-    if new:
-        log.warning(
-            "%s %s: Message-ID collision: a different mail (from %s, subject %r) reuses %s of a tracked "
-            "mail; the tracked activity keeps its content, this mail is not tracked (see status)",
-            target.mailbox,
-            target.path,
-            activity.sender,
-            (activity.subject or "")[:200],
-            activity.key[:200],
-        )
 
 
 def _left(ctx: SyncContext, conn: Connection, target: Target, item_id: str, result: SyncResult) -> None:

@@ -185,8 +185,11 @@ def preview(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the file here (refuses to overwrite) instead of printing it.",
 )
+@json_option
 @database_options
-def suggest(mailbox: str, output: Path | None, config_path: str | None, database_url: str | None) -> None:
+def suggest(
+    mailbox: str, output: Path | None, as_json: bool, config_path: str | None, database_url: str | None
+) -> None:
     """Print a starting rules file for MAILBOX: its folders matched to records in the directory by name or
     number (exact matches as rules, close or ambiguous ones as comments). Reads Exchange and the records."""
     config = load_command_config(config_path)
@@ -200,6 +203,13 @@ def suggest(mailbox: str, output: Path | None, config_path: str | None, database
     found = suggestions(box, entries)
     text = render_rules(box, found)
     exact = sum(1 for s in found if s.kind == "exact")
+    if as_json:
+        data = [
+            {"path": s.path, "match": s.kind, "matched": s.matched, "records": [str(r) for r in s.records]}
+            for s in found
+        ]
+        click.echo(json.dumps({"mailbox": box.address, "suggestions": data, "rules": text}, indent=2))
+        return
     if output is None:
         click.echo(text, nl=False)
     else:

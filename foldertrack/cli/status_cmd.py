@@ -44,6 +44,11 @@ def render_text(report: dict[str, Any], now: datetime) -> list[str]:
         f"{totals['tracked']} tracked, backlog {totals['backlog']}, "
         f"{totals['dead_letters']} dead letter(s), {totals['warnings']} warning(s)"
     ]
+    if report.get("sinks"):
+        lines[0] += (
+            f"; outbox {totals.get('outbox_backlog', 0)} pending, "
+            f"{totals.get('delivery_dead_letters', 0)} delivery dead letter(s)"
+        )
     for sink in report.get("sinks", []):
         lines += ["", f"sink {sink['sink']}", *_fields(_sink_fields(sink, now))]
     for box in report["mailboxes"]:

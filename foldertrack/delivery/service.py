@@ -2,9 +2,10 @@
 
 Sync never waits for the sink: it commits outbox entries and the commit wakes the workers, so a move
 reaches the CRM milliseconds after the local activity. :func:`foldertrack.delivery.outbox.add` leaves a
-flag on the connection; a pool ``checkin`` listener (the connection comes back after its commit: the
-``commit`` event fires before the data is visible) wakes the workers, a ``rollback`` clears the flag. Workers otherwise wait until their earliest
-retry falls due, or ``scan_interval`` for entries another process queued (``foldertrack retry``).
+flag on the connection; a pool ``checkin`` listener wakes the workers when the connection comes back
+after its commit (the ``commit`` event fires before the data is visible), a ``rollback`` clears the flag.
+Workers otherwise wait until their earliest retry falls due, or ``scan_interval`` for entries another
+process queued (``foldertrack retry``).
 
 A transient failure pauses the whole sink (its ``Retry-After``, or the back-off for consecutive
 failures), so an outage or a 429 storm costs one probe per interval rather than one request per entry.
@@ -205,6 +206,8 @@ class DeliveryService:
         failing = ((now or utcnow()) - since).total_seconds()
         if failing < self.options.unhealthy_after:
             return None
+        if self.figures().backlog == 0:
+            return None  # nothing waits for the sink (an old failure recorded before a restart)
         error = " ".join((self.last_error or "").split())[:160]
         return f"delivery to {self.name} failing for {_duration(failing)}: {error}"
 

@@ -9,11 +9,14 @@ addresses are cut to their column.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import replace
 from datetime import UTC
 
 from foldertrack.model import Activity
 from foldertrack.state.schema import ITEM_ID_LEN, KEY_LEN, MAILBOX_LEN, NAME_LEN
+
+log = logging.getLogger("foldertrack.sync")
 
 MAX_SUBJECT_CHARS = 4_000
 MAX_BODY_CHARS = 4_000_000
@@ -84,3 +87,17 @@ def fingerprint(activity: Activity) -> str:
     subject = " ".join((activity.subject or "").split()).casefold()
     material = "\x1f".join(((activity.sender or "").lower(), sent, subject))
     return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def bounded(activity: Activity, mailbox: str, path: str) -> Activity:
+    """:func:`bound_activity`, logging which fields of which mail were cut."""
+    result, cut = bound_activity(activity)
+    if cut:
+        log.warning(
+            "%s %s: %s: %s too long; stored cut, with a note",
+            mailbox,
+            path,
+            activity.key[:200],
+            ", ".join(cut),
+        )
+    return result

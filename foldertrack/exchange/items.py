@@ -10,7 +10,7 @@ request deadline) are raised as they are, for the dispatcher to retry the whole 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import requests
 from exchangelib import Account, Message
@@ -64,15 +64,15 @@ class ItemFetchFailed(Exception):
 
 
 def fetch_items(
-    account: Account, item_ids: Sequence[str], *, probe_id: str | None = None
+    account: Account, item_ids: Sequence[str], *, probe: Callable[[], str | None] | None = None
 ) -> dict[str, Item | Exception]:
     """Item id → the item, or the per-item error: what EWS returned for it (e.g. ``ErrorItemNotFound``
     when the item moved on since the sync saw it) or :class:`ItemFetchFailed` when only a request for it
     alone fails. A failure that is not about the items raises.
 
-    When no request succeeded at all, ``probe_id`` (an item known to exist, or to have existed) is asked
-    for once: if the server cannot answer that either, the server is failing, not the items, and the first
-    failure is raised rather than counted against every item."""
+    When no request succeeded at all, ``probe()`` names an item known to exist (or to have existed), which
+    is asked for once: if the server cannot answer that either, the server is failing, not the items, and
+    the first failure is raised rather than counted against every item."""
     results: dict[str, Item | Exception] = {}
     ids = list(dict.fromkeys(item_ids))
     succeeded = False
@@ -81,7 +81,8 @@ def fetch_items(
         ok, failure = _fetch(account, ids[start : start + GET_ITEM_CHUNK], results)
         succeeded = succeeded or ok
         first_failure = first_failure or failure
-    if first_failure is not None and not succeeded and not _server_answers(account, probe_id):
+    blame_the_server = first_failure is not None and not succeeded
+    if blame_the_server and not _server_answers(account, probe() if probe is not None else None):
         raise first_failure
     return results
 
@@ -167,3 +168,16 @@ def is_item_shaped(exc: BaseException) -> bool:
     if isinstance(exc, TransportError):  # SOAPError, MalformedResponseError, "Unknown failure" (HTTP 500)
         return True
     return not isinstance(exc, (requests.exceptions.RequestException, OSError))
+
+
+def counts_against_item(exc: BaseException) -> bool:
+    """Count this failure against the item (dead letter after ``max_attempts``) rather than retry the whole
+    folder: anything permanent, and what the server says about this item only (an internal error, an
+    answer too large or not XML). Throttling, an unreachable server or database retry the folder."""
+    from foldertrack.retry import is_transient
+
+    if isinstance(exc, ItemFetchFailed) or not is_transient(exc):
+        return True
+    if isinstance(exc, (ErrorInternalServerError, ErrorInternalServerTransientError)):
+        return True
+    return isinstance(response_problem(exc), UnusableResponse)

@@ -19,7 +19,7 @@ from foldertrack.errors import ExchangeError
 from foldertrack.exchange.connection import ExchangeConnector
 from foldertrack.exchange.convert import normalise_message_id, plain_datetime
 from foldertrack.exchange.hierarchy import FolderNode, FolderTree
-from foldertrack.retry import describe
+from foldertrack.retry import describe, is_transient
 
 MAIL_FOLDER_CLASS = "IPF.Note"
 
@@ -186,6 +186,13 @@ def _trash_id(account: Account) -> str | None:
         return None
 
 
+class ExchangeRefused(ExchangeError):
+    """Exchange answered, and asking again will not help (no such mailbox, no rights, wrong password):
+    exit 1, where an unreachable or throttling server (plain ExchangeError) is exit 75, try again later."""
+
+    exit_code = 1
+
+
 @contextmanager
 def _exchange(address: str, what: str) -> Iterator[None]:
     try:
@@ -193,7 +200,8 @@ def _exchange(address: str, what: str) -> Iterator[None]:
     except ExchangeError:
         raise
     except Exception as exc:  # exchangelib's error classes carry the EWS code: keep it, drop the rest
-        raise ExchangeError(f"{address}: {what} failed: {describe(exc)}") from exc
+        kind = ExchangeError if is_transient(exc) else ExchangeRefused
+        raise kind(f"{address}: {what} failed: {describe(exc)}") from exc
 
 
-__all__ = ["ExchangeReader", "FolderInfo", "ItemInfo", "Mailbox"]
+__all__ = ["ExchangeReader", "ExchangeRefused", "FolderInfo", "ItemInfo", "Mailbox"]

@@ -8,6 +8,8 @@ The report is plain data with stable keys (``--json`` prints it as it is):
   ``configured_path``, ``status``, ``rule``, ``tracked``, ``last_sync_at``) and ``warnings``
   (``kind``, ``rule``, ``path``, ``message``, ``since``);
 - ``dead_letters``: the dead letters ``foldertrack retry`` can replay;
+- ``collisions``: mails that reused a tracked mail's Message-ID with other content (``mailbox``, ``key``,
+  ``subject``, ``sender``, ``at``): not tracked, the first content kept (``totals.collisions``);
 - ``sinks``: one entry per external sink fed by the delivery outbox (``sink``, ``backlog``,
   ``oldest_pending_at``, ``oldest_pending_seconds``, ``delivered``, ``dead_letters``, ``rejected``,
   ``last_success_at``, ``last_error``, ``last_error_at``, ``failing_since``);

@@ -183,6 +183,7 @@ class Faults:
                 "notification_delay_ms": self.notification_delay_ms,
                 "response_delay_ms": self.response_delay_ms,
                 "open_streams": len(self.streams),
+                "spoiled_responses": self.responses.snapshot(),
                 "profile": self._store.profile.name,
                 "injected": dict(self.injected),
             }

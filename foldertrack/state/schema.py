@@ -412,3 +412,32 @@ key_collisions = Table(
     UniqueConstraint("mailbox", "folder_id", "item_id"),
     Index(None, "activity_key"),
 )
+
+# --- fleet: instances and mailbox lease epochs (H9, migration 0006) ---------------------------------------
+
+INSTANCE_ID_LEN = 64
+HOST_LEN = 255
+
+# mailbox_leases (0001) gains a fencing token and the time of the claim; a released lease keeps its last
+# owner and an expiry in the past (free = expires_at <= the database clock)
+mailbox_leases.append_column(Column("epoch", BigInteger, nullable=False, default=0, server_default="0"))
+mailbox_leases.append_column(Column("acquired_at", UtcDateTime, nullable=True))
+Index(None, mailbox_leases.c.owner)
+Index(None, mailbox_leases.c.expires_at)
+
+fleet_instances = Table(
+    "fleet_instances",
+    metadata,
+    # one row per running (or dead, or cleanly stopped) watcher process; alive while expires_at is ahead of
+    # the database clock and stopped_at is unset (foldertrack.fleet)
+    Column("id", String(INSTANCE_ID_LEN), primary_key=True),  # unique per process start
+    Column("name", String(NAME_LEN), nullable=False),  # watch.instance (host name or FOLDERTRACK_INSTANCE)
+    Column("host", String(HOST_LEN), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("heartbeat_at", UtcDateTime, nullable=False),  # database clock
+    Column("expires_at", UtcDateTime, nullable=False),  # heartbeat_at + lease TTL: stale after this
+    Column("stopped_at", UtcDateTime, nullable=True),  # clean stop, or taken over (SQLite)
+    Column("stop_reason", String(NAME_LEN), nullable=True),
+    Index(None, "expires_at"),
+)

@@ -368,12 +368,11 @@ def collision_rows(conn: Connection, mailbox: str | None = None) -> list[Row]:
 
 
 def probe_item_id(conn: Connection, mailbox: str, exclude: Iterable[str] = ()) -> str | None:
-    """An item of the mailbox we tracked lately (to ask the server whether GetItem works at all)."""
+    """An item of the mailbox we tracked (to ask the server whether GetItem works at all)."""
     excluded = set(exclude)
     rows = conn.execute(
         select(ledger.c.item_id)
         .where(ledger.c.mailbox == mailbox, ledger.c.state == "present")
-        .order_by(ledger.c.updated_at.desc())
         .limit(len(excluded) + 1)
     )
     return next((r[0] for r in rows if r[0] not in excluded), None)

@@ -101,6 +101,12 @@ class Csdl:
             current = self.types.get(current.base) if current.base else None
         return out
 
+    def open_bag(self, name: str) -> bool:
+        """An open type that declares nothing (``resourceData``): any property goes. Open types that declare
+        properties (``message`` is open) are still checked strictly: we never send dynamic properties."""
+        chain = self.chain(name)
+        return bool(chain) and chain[0].is_open and not any(t.properties or t.navigation for t in chain)
+
     def derives(self, name: str, base: str) -> bool:
         return any(t.name == base for t in self.chain(name))
 
@@ -118,6 +124,8 @@ class Csdl:
             return [f"{where}: unknown type {type_name}"]
         if not isinstance(value, dict):
             return [f"{where}: expected a {type_name} object, got {type(value).__name__}"]
+        if self.open_bag(type_name):  # resourceData: Graph puts the resource's own annotations in it
+            return []
         declared = value.get("@odata.type")
         if isinstance(declared, str):
             actual = _short(declared.lstrip("#").replace("Microsoft.Graph.", "microsoft.graph."))
@@ -130,6 +138,8 @@ class Csdl:
             if "@" in key:
                 continue
             prop = self.property(type_name, key)
+            if prop is None and self.open_bag(type_name):
+                continue
             if prop is None:
                 problems.append(f"{where}.{key}: no such property on {type_name} or its base types")
                 continue

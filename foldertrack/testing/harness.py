@@ -77,6 +77,7 @@ class Harness:
         *,
         observer: WatchObserver | None = None,
         sink: Any = None,
+        feedback: Any = None,
         ready_timeout: float = 20.0,
         **overrides: Any,
     ) -> Watcher:
@@ -92,7 +93,12 @@ class Harness:
         )
         connector = ExchangeConnector(settings, max_connections=options.workers + 8)
         self.watcher = Watcher(
-            options, self.engine, connector, sink or SqlActivitySink(self.engine), observer=observer
+            options,
+            self.engine,
+            connector,
+            sink or SqlActivitySink(self.engine),
+            observer=observer,
+            feedback=feedback,
         )
         self.watcher.start()
         if not self.watcher.ready.wait(ready_timeout):

@@ -13,8 +13,8 @@ from exchangelib.properties import FolderId
 from exchangelib.services import SubscribeToStreaming, Unsubscribe
 
 from foldertrack.retry import describe
-from foldertrack.watch.mailbox import MailboxState
 from foldertrack.watch.dispatcher import Reschedule
+from foldertrack.watch.mailbox import MailboxState
 from foldertrack.watch.streaming import ResubscribeLimiter, StreamGroup, Subscription
 
 if TYPE_CHECKING:

@@ -87,7 +87,7 @@ def world(
     simulator_factory: Callable[..., Simulator], tmp_path: Path, clean_config_env, monkeypatch
 ) -> World:
     monkeypatch.setattr(config_loader, "DEFAULT_CONFIG_PATH", tmp_path / "etc" / "foldertrack.toml")
-    sim = simulator_factory()
+    sim = simulator_factory(heartbeat=1.0)  # keep-alives well inside the watcher's 5 s stall timeout
     sim.add_service_account(SERVICE_ACCOUNT, password=SERVICE_PASSWORD, impersonation=True)
     mailbox = sim.add_mailbox(ALICE, password="user-pw")
     for path in FOLDERS:

@@ -99,7 +99,8 @@ def test_conflicts_lists_the_same_mail_filed_to_two_records(world):
     )
     with Harness(world.tmp, simulator=world.sim, database_url=world.database_url, **options_for_tests()) as h:
         h.start_watcher()
-        world.deliver("shared", "Inbox/Customers/Contoso")
+        shared = mail("shared", to=[ALICE, BOB]).to_mime()  # one mail (same bytes) sent to both
+        world.sim.deliver(ALICE, shared, folder="Inbox/Customers/Contoso")
         h.wait_tracked("shared", regarding_id="acc-contoso")
         folder_id = world.sim.mailbox(BOB).folder_id("Inbox/Fabrikam")
         h.wait_for(  # bob's stream covers the folder: the delivery below is an event it sees
@@ -108,7 +109,7 @@ def test_conflicts_lists_the_same_mail_filed_to_two_records(world):
             ),
             what="bob's subscription",
         )
-        world.sim.deliver(BOB, mail("shared", to=[ALICE, BOB]), folder="Inbox/Fabrikam")
+        world.sim.deliver(BOB, shared, folder="Inbox/Fabrikam")
         h.wait_for(lambda: json.loads(world.run("conflicts", "--json").stdout), what="a conflict")
         h.stop_watcher()
     result = world.run("conflicts", "--json")

@@ -192,3 +192,24 @@ def test_check_online_reports_missing_impersonation_rights(world, tmp_path):
     assert line.endswith(
         "(grant the service account ApplicationImpersonation, or use exchange.access = delegate)"
     )
+
+
+def test_suggest_json(world):
+    world.sim.mailbox(ALICE).create_folder("Inbox/Customers/Fabrikm")
+    result = world.run("--json", "rules", "suggest", ALICE)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    by_path = {s["path"]: s for s in data["suggestions"]}
+    assert by_path["Inbox/Customers/Contoso"] == {
+        "path": "Inbox/Customers/Contoso",
+        "match": "exact",
+        "matched": "Contoso",
+        "records": ["account:acc-contoso"],
+    }
+    assert by_path["Inbox/Customers/Fabrikm"]["match"] == "close"
+    assert data["rules"].startswith("# Suggested by")
+
+
+def test_suggest_unknown_mailbox(world):
+    result = world.run("rules", "suggest", "ghost@example.com")
+    assert result.exit_code == 1 and "ErrorNonExistentMailbox" in result.stderr

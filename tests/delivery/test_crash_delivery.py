@@ -151,3 +151,17 @@ def test_kill_9_mid_delivery_leaves_every_mail_exactly_once_in_the_crm(setup):
     for entry_id in killed_in_flight:  # at least once: the entry cut off by the kill was sent again
         assert by_entry[entry_id] >= 2, f"entry {entry_id} was not delivered again after the kill"
     assert "Traceback" not in process.log()
+
+
+def test_sigterm_lets_the_request_in_flight_finish_and_records_it(setup):
+    sim, engine, crm, process = setup
+    crm.faults(delay=1.0)  # the CRM takes a second to answer
+    process.start()
+    wait_until(lambda: process.running() and _streaming(engine), 30, "the watcher to stream")
+    item = sim.deliver(MAILBOX, MailSpec(subject="in flight", sender="dana@contoso.com", to=[MAILBOX]))
+    sim.mailbox(MAILBOX).move_item(item, "Inbox/Customers/Contoso")
+    wait_until(lambda: crm.calls(), 30, "the call in flight")
+    assert process.terminate() == 0
+    assert _pending(engine) == set()  # recorded as delivered: the next start will not send it again
+    assert [c["outcome"] for c in crm.calls()] == ["created"]
+    assert "Traceback" not in process.log()

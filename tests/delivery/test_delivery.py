@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 from dataclasses import replace
 
+import pytest
 import requests
 from click.testing import CliRunner
 
@@ -31,6 +32,7 @@ def test_a_filed_mail_reaches_the_crm_with_its_content_and_the_local_copy_is_kep
     assert local["text_body"].startswith("body of Quote")  # the local tables are the system of record
     (call,) = world.crm.calls()
     assert call["op"] == "upsert" and call["outcome"] == "created" and call["attempt"] == 1
+    world.h.wait_for(world.drained, 10, "the entry marked delivered after the CRM answered")
     (entry,) = world.outbox()
     assert entry.status == "delivered" and call["entry_id"] == entry.id and call["idempotency_key"]
 
@@ -108,7 +110,7 @@ def test_syncing_goes_on_while_the_crm_is_down_and_the_outbox_drains_after(world
     world.crm.faults(down=False)
     world.h.wait_for(lambda: len(world.crm.crm()) == 10, 20, "the outbox drained into the CRM")
     world.h.wait_for(world.drained, 10, "every entry delivered")
-    assert delivery.failing_since is None
+    world.h.wait_for(lambda: delivery.failing_since is None, 5, "delivery healthy again")
     created = [c for c in world.crm.calls() if c["outcome"] == "created"]
     assert len(created) == 10
     assert delivery.figures().backlog == 0 and delivery.figures().delivered_total == 10
@@ -280,3 +282,40 @@ def test_a_later_delivered_upsert_settles_the_keys_earlier_dead_letter(world: Wo
     first, second = world.outbox()
     assert (first.status, second.status) == ("delivered", "delivered")
     assert first.last_error == f"superseded by entry {second.id}"
+
+
+class RecordingFeedback:
+    """Stands where the mailbox feedback goes: records what delivery reports; can fail like Exchange."""
+
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+        self.seen: list[tuple[str, ...]] = []
+
+    def confirmed(self, mailbox: str, key: str) -> None:
+        self.seen.append(("confirmed", mailbox, key))
+        if self.fail:
+            raise ConnectionError("Exchange unreachable")
+
+    def failed(self, mailbox: str, key: str, reason: str) -> None:
+        self.seen.append(("failed", mailbox, key, reason))
+        if self.fail:
+            raise ConnectionError("Exchange unreachable")
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["works", "raises"])
+def test_feedback_hears_of_confirmed_and_dead_lettered_mails_and_never_stops_delivery(world: World, fail):
+    feedback = RecordingFeedback(fail=fail)
+    world.h.write_rules(RULES)
+    world.h.start_watcher(sink=world.crm, delivery=FAST, feedback=feedback)
+    world.crm.faults(reject="bad")
+    world.file("bad one")
+    world.file("good one")
+    world.file("good two")
+    world.in_crm("good two")
+    world.in_crm("good one")
+    world.h.wait_for(lambda: len(feedback.seen) == 3, 10, "three feedback calls")
+    keys = {a["subject"]: a["key"] for a in world.h.activities()}
+    assert ("confirmed", ALICE, keys["good one"]) in feedback.seen
+    (failed,) = [f for f in feedback.seen if f[0] == "failed"]
+    assert failed[1:3] == (ALICE, keys["bad one"]) and "CRM rejected 'bad one'" in failed[3]
+    world.h.wait_for(world.drained, 10, "nothing pending")

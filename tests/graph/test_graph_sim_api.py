@@ -29,7 +29,9 @@ def test_folders_well_known_names_and_children(graph):
     assert inbox["displayName"] == "Inbox" and inbox["childFolderCount"] == 1
     customers = session.get(graph.user(f"mailFolders/{inbox['id']}/childFolders")).json()["value"]
     assert [f["displayName"] for f in customers] == ["Customers"]
-    contoso_json = session.get(graph.user(f"mailFolders/{customers[0]['id']}/childFolders")).json()["value"][0]
+    contoso_json = session.get(graph.user(f"mailFolders/{customers[0]['id']}/childFolders")).json()["value"][
+        0
+    ]
     assert contoso_json["parentFolderId"] == customers[0]["id"]
     assert contoso_json["id"].replace("-", "/").replace("_", "+") == contoso  # REST form of the EWS id
 
@@ -53,7 +55,10 @@ def test_messages_select_expand_and_get(graph):
     session = graph.session()
     listing = session.get(
         graph.user("mailFolders/inbox/messages"),
-        params={"$select": "subject,from,internetMessageId", "$expand": "attachments($select=name,size,contentType)"},
+        params={
+            "$select": "subject,from,internetMessageId",
+            "$expand": "attachments($select=name,size,contentType)",
+        },
     ).json()
     [message] = listing["value"]
     assert set(message) == {"@odata.etag", "id", "subject", "from", "internetMessageId", "attachments"}
@@ -86,9 +91,21 @@ def test_patch_categories_is_seen_through_ews(graph):
 def test_errors_are_odata_error_bodies(graph):
     session = graph.session()
     cases = [
-        (graph.user("mailFolders/inbox/messages", ), {"$select": "subjekt"}, 400, "RequestBroker--ParseUri"),
+        (
+            graph.user(
+                "mailFolders/inbox/messages",
+            ),
+            {"$select": "subjekt"},
+            400,
+            "RequestBroker--ParseUri",
+        ),
         (graph.user("messages/not-an-id"), None, 400, "ErrorInvalidIdMalformed"),
-        (graph.user("mailFolders/AAACLgBGVEYAAAABAAAAAAAAA_8AAAAAm6-vbw=="), None, 400, "ErrorInvalidIdMalformed"),
+        (
+            graph.user("mailFolders/AAACLgBGVEYAAAABAAAAAAAAA_8AAAAAm6-vbw=="),
+            None,
+            400,
+            "ErrorInvalidIdMalformed",
+        ),
         (graph.user("mailFolders", mailbox="nobody@contoso.example"), None, 404, "ErrorInvalidUser"),
         (graph.user("mailFolders/inbox/messages"), {"$filter": "isRead eq false"}, 400, "BadRequest"),
     ]

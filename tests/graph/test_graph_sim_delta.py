@@ -46,14 +46,18 @@ def test_move_through_ews_shows_in_graph_delta_with_the_same_immutable_id(graph)
     box.deliver(MailSpec(subject="to file", to=[graph.mailbox]))
     session = graph.session()
     inbox, _, inbox_link = _walk(session, graph.user("mailFolders/inbox/messages/delta?$select=subject"))
-    customers_id = graph.sim.mailbox(graph.mailbox).folder_id("Inbox/Customers").replace("/", "-").replace("+", "_")
+    customers_id = (
+        graph.sim.mailbox(graph.mailbox).folder_id("Inbox/Customers").replace("/", "-").replace("+", "_")
+    )
     customers_url = graph.user(f"mailFolders/{customers_id}/messages/delta?$select=subject,parentFolderId")
     _, _, customers_link = _walk(session, customers_url)
     account = exchangelib_account(graph.sim, graph.mailbox)
     [item] = list(account.inbox.all())
     item.move(account.inbox / "Customers")  # a new EWS item id
     removed, _, _ = _walk(session, inbox_link)
-    assert removed == [{"@odata.type": "#microsoft.graph.message", "id": inbox[0]["id"], "@removed": {"reason": "deleted"}}]
+    assert removed == [
+        {"@odata.type": "#microsoft.graph.message", "id": inbox[0]["id"], "@removed": {"reason": "deleted"}}
+    ]
     [arrived], _, _ = _walk(session, customers_link)
     assert arrived["id"] == inbox[0]["id"] and arrived["parentFolderId"] == customers_id
     fetched = session.get(graph.user(f"messages/{inbox[0]['id']}"), params={"$select": "subject"}).json()

@@ -7,6 +7,7 @@ a plain HTTP 500, or a body that is not XML); a batch with it fails as a whole, 
 from __future__ import annotations
 
 import pytest
+import requests
 
 from foldertrack.ops.status import collect_status
 from foldertrack.state.schema import dead_letters
@@ -20,7 +21,11 @@ def _mailbox_status(h):
 @pytest.mark.parametrize("mode", ["soap_error", "http_500", "garbage"])
 def test_a_poison_item_is_dead_lettered_and_its_folder_moves_on(watching, mode):
     h = watching
-    h.sim.faults.responses.add("POISON", mode)
+    control = h.sim.url.rsplit("/EWS/", 1)[0] + "/control/faults"  # as a chaos script would do it
+    answer = requests.post(
+        control, json={"action": "spoil_responses", "marker": "POISON", "mode": mode}, timeout=5
+    )
+    assert answer.status_code == 200 and answer.json()["spoiled_responses"][0]["mode"] == mode
     file(h, mail("POISON pill"))
     for n in range(3):
         file(h, mail(f"filed after the poison {n}"))

@@ -6,6 +6,7 @@
 - ``concurrency_limit`` (default 4, Graph's per-mailbox limit for Outlook resources): a request beyond it
   gets 429 ``ApplicationThrottled`` ("MailboxConcurrency"); ``peak(mailbox)`` is the most seen at once.
 - ``expire_delta_tokens()``: every delta/skip token issued so far answers 410 ``SyncStateNotFound``.
+- ``hold = threading.Event()``: admitted requests stall (holding their concurrency slot) until it is set.
 - ``drop_notifications(n)``: the next ``n`` change notifications are never sent (lost in transit).
 
 https://learn.microsoft.com/graph/throttling-limits#outlook-service-limits
@@ -44,6 +45,9 @@ class GraphFaults:
         self.dropped_notifications = 0
         self._drop = 0
         self.requests: Counter[str] = Counter()  # by mailbox ("" for /subscriptions)
+        #: set to an Event to stall admitted mailbox requests until it is set (at most ``hold_timeout``)
+        self.hold: threading.Event | None = None
+        self.hold_timeout = 10.0
         self.injected: Counter[str] = Counter()
 
     def throttle(

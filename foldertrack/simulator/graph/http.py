@@ -119,6 +119,9 @@ def _dispatch(
     service.faults.check(key)
     service.faults.enter(key)
     try:
+        hold = service.faults.hold
+        if hold is not None:
+            hold.wait(service.faults.hold_timeout)
         request = handlers.GraphRequest(method, segments[2:], params, prefs, body, base, segments[1], claims)
         with store.lock:
             return handlers.user_route(service, mb, request)

@@ -89,7 +89,10 @@ def _address(recipient: Any) -> tuple[str | None, str | None]:
         return None, None
     box = recipient["emailAddress"]
     address = str(box.get("address") or "").strip().lower() or None
-    return address, (str(box.get("name")) if box.get("name") else None)
+    name = str(box.get("name") or "").strip() or None
+    if name is not None and name.lower() == address:  # Graph repeats the address when there is no name
+        name = None
+    return address, name
 
 
 def _parties(role: str, recipients: Iterable[Any], resolve: AddressResolver) -> list[Party]:

@@ -11,9 +11,11 @@ counted. The listener speaks plain HTTP on a local port; TLS is terminated by th
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,9 +46,7 @@ class NotificationListener:
         self.on_lifecycle = on_lifecycle
         self.rejected = 0
         self.validations = 0
-        self._server = ThreadingHTTPServer((host, port), _Handler)
-        self._server.daemon_threads = False
-        self._server.block_on_close = True
+        self._server = _Server((host, port), _Handler)
         self._server.listener = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
 
@@ -65,6 +65,7 @@ class NotificationListener:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        self._server.close_connections()  # idle keep-alive connections would hold their threads
         if self._thread is not None:
             self._thread.join(5.0)
 
@@ -93,6 +94,40 @@ class NotificationListener:
                     self.on_change(sub_id, str(entry.get("changeType") or ""), str(data.get("id") or ""))
             except Exception:  # one bad handler call must not lose the rest of the batch
                 log.exception("graph notification handler failed")
+
+
+class _Server(ThreadingHTTPServer):
+    """Joins its request threads on close, after shutting the connections they may be idling on."""
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        super().__init__(address, handler)
+
+    def get_request(self):  # type: ignore[override]
+        sock, addr = super().get_request()
+        with self._lock:
+            self._connections.add(sock)
+        return sock, addr
+
+    def shutdown_request(self, request) -> None:  # type: ignore[override]
+        with self._lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        self.close_connections()
+        super().server_close()
+
+    def close_connections(self) -> None:
+        with self._lock:
+            connections = list(self._connections)
+        for sock in connections:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
