@@ -100,6 +100,9 @@ def run(
     if database_url:  # --database-url wins over database.url (and $FOLDERTRACK_DATABASE_URL, the loader's)
         config = replace(config, database=DatabaseConfig(database_url))
     watcher = build_watcher(config)
+    from foldertrack.crm.records_sync import start_records_sync
+
+    records_timer = start_records_sync(config, watcher.engine, on_change=watcher.records_changed)
     address = metrics_address or config.metrics.address
     metrics = None
     if address:
@@ -128,6 +131,8 @@ def run(
     try:
         exit_code = supervisor.run()
     finally:
+        if records_timer is not None:
+            records_timer.stop()
         if metrics is not None:
             metrics.stop()
     log.info("stopped")

@@ -197,6 +197,12 @@ class Watcher(ResolvingMixin, SubscribingMixin, StreamCallbacksMixin, TimerMixin
         log.info("rules reloaded: %d rule(s) for %d mailbox(es)", len(rules.rules), len(rules.mailboxes()))
         return True
 
+    def records_changed(self) -> None:
+        """The record directory changed (records sync or import): re-resolve lookup and pattern rules now,
+        so a rule waiting for its record does not wait for the next mail or safety net."""
+        if self.rules is not None:
+            self._apply_rules(self.rules, reason="records-synced")
+
     def _apply_rules(self, rules, reason: str) -> None:
         wanted = {m.lower() for m in rules.mailboxes()}
         with self._lock:

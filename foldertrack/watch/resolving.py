@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("foldertrack.watch")
 
 #: hierarchy reasons that re-resolve even when the folder tree did not change (records may have changed)
-FULL_RESOLVE_REASONS = frozenset({"start", "rules-reloaded", "safety-net", "folder-gone", "mailbox-removed"})
+FULL_RESOLVE_REASONS = frozenset(
+    {"start", "rules-reloaded", "safety-net", "folder-gone", "mailbox-removed", "records-synced"}
+)
 
 
 class ResolvingMixin:

@@ -127,21 +127,66 @@ def _column(attr: dict[str, Any]) -> Column:
     return Column(name, "choice", None, options, state_of)
 
 
+#: The columns this module extracts from each CDM file, shipped in the package so the simulator (and
+#: ``foldertrack demo``) works without ``../shared``; ``tests/simulator/test_dataverse_snapshot.py`` checks it
+#: against the CDM files whenever they are there. Regenerate: ``python -m foldertrack.simulator.dataverse.metadata``.
+SNAPSHOT = Path(__file__).with_name("columns.json")
+
+
+def _extract(path: Path) -> dict[str, Column]:
+    columns: dict[str, Column] = {}
+    found: list[dict[str, Any]] = []
+    _attributes(json.loads(path.read_text(encoding="utf-8")), found)
+    for attr in found:
+        column = _column(attr)
+        columns.setdefault(column.name, column)
+    return columns
+
+
+@functools.lru_cache(maxsize=1)
+def _snapshot() -> dict[str, list[list[Any]]]:
+    try:
+        return json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _from_snapshot(name: str) -> dict[str, Column] | None:
+    rows = _snapshot().get(name)
+    if rows is None:
+        return None
+    return {r[0]: Column(r[0], r[1], r[2], tuple(r[3]), tuple((a, b) for a, b in r[4])) for r in rows}
+
+
 def _load_columns(directory: Path, *files: str) -> dict[str, Column]:
+    """The columns of ``files`` from the CDM folder, else from the packaged snapshot of the same files."""
     columns: dict[str, Column] = {}
     for name in files:
         path = directory / name
-        if not path.is_file():
+        extracted = _extract(path) if path.is_file() else _from_snapshot(name)
+        if extracted is None:
             raise MetadataMissing(
-                f"Dataverse metadata file {path} not found (set FOLDERTRACK_SHARED to the folder holding "
-                "dataverse/*.cdm.json): the Dataverse simulator enforces the real column metadata"
+                f"Dataverse metadata file {path} not found and no packaged snapshot of it (set "
+                "FOLDERTRACK_SHARED to the folder holding dataverse/*.cdm.json): the Dataverse simulator "
+                "enforces the real column metadata"
             )
-        found: list[dict[str, Any]] = []
-        _attributes(json.loads(path.read_text(encoding="utf-8")), found)
-        for attr in found:
-            column = _column(attr)
+        for column in extracted.values():
             columns.setdefault(column.name, column)
     return columns
+
+
+def write_snapshot(directory: Path | None = None) -> Path:
+    """Extract every CDM file the simulator reads into :data:`SNAPSHOT` (sorted, stable)."""
+    directory = directory or shared_dir()
+    data = {
+        path.name: [
+            [c.name, c.type, c.max_length, list(c.options), [list(p) for p in c.state_of]]
+            for c in sorted(_extract(path).values(), key=lambda c: c.name)
+        ]
+        for path in sorted(directory.glob("*.cdm.json"))
+    }
+    SNAPSHOT.write_text(json.dumps(data, indent=0, sort_keys=True) + "\n", encoding="utf-8")
+    return SNAPSHOT
 
 
 def _strings(**lengths: int) -> dict[str, Column]:
@@ -235,3 +280,7 @@ def load_tables(directory: Path | None = None) -> dict[str, Table]:
 
 def by_entity_set(tables: dict[str, Table]) -> dict[str, Table]:
     return {t.entity_set: t for t in tables.values()}
+
+
+if __name__ == "__main__":  # regenerate the packaged snapshot from ../shared/dataverse
+    print(write_snapshot())
