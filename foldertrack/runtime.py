@@ -13,6 +13,7 @@ from dataclasses import replace
 from foldertrack.config import Config
 from foldertrack.delivery.wiring import delivery_options, load_feedback
 from foldertrack.exchange.connection import ExchangeConnector, ExchangeSettings
+from foldertrack.fleet import FleetOptions, guard_sessions
 from foldertrack.ops.logs import register_credentials
 from foldertrack.sinks.registry import load_sink
 from foldertrack.state.database import open_database
@@ -59,6 +60,7 @@ def watch_options(config: Config, **overrides) -> WatchOptions:
         max_attachment_bytes=config.sink.max_attachment_bytes,
         instance=os.environ.get("FOLDERTRACK_INSTANCE") or socket.gethostname(),
         delivery=delivery_options(config),
+        fleet=FleetOptions(ttl=config.watch.lease_ttl, claim_interval=min(1.0, config.watch.lease_ttl / 3)),
     )
     return replace(options, **overrides) if overrides else options
 
@@ -102,6 +104,8 @@ def build_watcher(config: Config, *, observer: WatchObserver | None = None, **ov
     options = watch_options(config, **overrides)
     settings = exchange_settings(config)
     engine = open_database(config.database.url)
+    if options.fleet is not None:  # a writer frozen mid-transaction must not hold its lease for ever
+        guard_sessions(engine, options.fleet.ttl)
     sink = load_sink(config.sink.name, config, engine)
     streams = stream_count(config, options)
     connector = ExchangeConnector(settings, max_connections=pool_size(config, options, streams))

@@ -79,6 +79,8 @@ class SyncContext:
     on_tracked: Callable[[Target, Activity, str], None] | None = None
     on_page: Callable[[], None] | None = None  # each committed page: progress, for the service watchdog
     outbox: OutboxWriter = field(default_factory=OutboxWriter)  # decisions for an external sink (delivery)
+    # raises LeaseLostError in a write transaction once another instance took the mailbox over (fleet)
+    fence: Callable[[Connection], None] | None = None
 
 
 def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
@@ -114,6 +116,8 @@ def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
                 "%s %s: sync state rejected by Exchange; resyncing from scratch", target.mailbox, target.path
             )
             with store.writing(ctx.engine) as conn:
+                if ctx.fence is not None:
+                    ctx.fence(conn)
                 store.reset_sync_state(conn, row.id)
             resynced = True
             continue
@@ -207,6 +211,8 @@ def _apply_page(
 
     moved = copies.moved_owner_copies(ctx.engine, target, account, activities.values())
     with store.writing(ctx.engine) as conn:
+        if ctx.fence is not None:
+            ctx.fence(conn)
         for item_id, activity in activities.items():
             try:
                 with conn.begin_nested():

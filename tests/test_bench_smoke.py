@@ -13,6 +13,22 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 RUNS = {
     "burst": ["--mails", "40", "--spread", "4", "--folders", "2"],
+    "delivery": [
+        "--mailboxes",
+        "2",
+        "--moves",
+        "10",
+        "--rate",
+        "20",
+        "--burst",
+        "20",
+        "--sustained",
+        "30",
+        "--sustained-limit",
+        "10",
+        "--sustained-window",
+        "1",
+    ],
     "latency": ["--mailboxes", "4", "--folders", "2", "--moves", "10", "--rate", "20", "--poll-interval", "1"],
     "scale": ["--mailboxes", "20", "--folders", "2", "--idle", "1", "--sample", "4"],
 }
@@ -20,7 +36,9 @@ RUNS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(RUNS))
-def test_benchmark_script_runs_on_tiny_sizes(script):
+def test_benchmark_script_runs_on_tiny_sizes(script, request):
+    if script == "delivery":
+        request.getfixturevalue("dataverse_metadata")  # skips without ../shared/dataverse, like the e2e tests
     result = subprocess.run(
         [sys.executable, str(BENCH / f"{script}.py"), *RUNS[script]],
         capture_output=True,

@@ -102,6 +102,7 @@ class WatchConfig:
     stall_timeout: float
     stuck_timeout: float = 600.0
     stream_per_mailbox: bool = False
+    lease_ttl: float = 30.0  # foldertrack.fleet
 
 
 @dataclass(frozen=True)

@@ -192,6 +192,14 @@ SETTINGS: tuple[Setting, ...] = (
         "A mailbox's sync that makes no progress this long is stuck: `status` says so, its connection is "
         "cut and the work retried; still stuck after as long again, the service watchdog restarts us.",
     ),
+    Setting(
+        "watch",
+        "lease_ttl",
+        _duration(True, 3.0, 600.0),
+        "30s",
+        "Lifetime of an instance's heartbeat and mailbox leases (renewed every third of it): a dead "
+        "instance's mailboxes move to the others after this long; a clean stop hands them over at once.",
+    ),
     Setting("sink", "name", IDENTIFIER, "sql", "Activity sink plug-in (entry point `foldertrack.sinks`)."),
     Setting(
         "sink",

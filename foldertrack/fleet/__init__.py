@@ -11,8 +11,15 @@ from __future__ import annotations
 
 from foldertrack.fleet.fence import assert_fenced
 from foldertrack.fleet.instances import InstanceIdentity
-from foldertrack.fleet.keeper import LeaseKeeper
+from foldertrack.fleet.keeper import FleetOptions, LeaseKeeper
 from foldertrack.fleet.session import guard_sessions
 from foldertrack.fleet.status import fleet_status
 
-__all__ = ["InstanceIdentity", "LeaseKeeper", "assert_fenced", "fleet_status", "guard_sessions"]
+__all__ = [
+    "FleetOptions",
+    "InstanceIdentity",
+    "LeaseKeeper",
+    "assert_fenced",
+    "fleet_status",
+    "guard_sessions",
+]

@@ -19,6 +19,13 @@ from foldertrack.errors import InstanceConflictError
 from foldertrack.state.schema import fleet_instances, mailbox_leases
 
 
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")[:64]  # e.g. "pid:[4026531836]": differs per container
+    except OSError:
+        return ""
+
+
 @dataclass(frozen=True)
 class InstanceIdentity:
     """Who this process is: ``id`` is unique per process start; ``name`` is the configured instance name."""
@@ -26,7 +33,12 @@ class InstanceIdentity:
     name: str
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
+    pid_namespace: str = field(default_factory=_pid_namespace)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def can_see(self, host: str, pid_namespace: str | None) -> bool:
+        """Whether a process of that host and pid namespace can be checked from here by its pid."""
+        return host == self.host and bool(pid_namespace) and pid_namespace == self.pid_namespace
 
     def describe(self) -> str:
         return f"{self.name} (host {self.host}, pid {self.pid})"
@@ -40,6 +52,7 @@ def register(conn: Connection, me: InstanceIdentity, now: datetime, ttl: float) 
             name=me.name,
             host=me.host,
             pid=me.pid,
+            pid_namespace=me.pid_namespace or None,
             started_at=now,
             heartbeat_at=now,
             expires_at=now + timedelta(seconds=ttl),
@@ -105,7 +118,9 @@ def claim_database(conn: Connection, me: InstanceIdentity, now: datetime, ttl: f
         select(fleet_instances).where(fleet_instances.c.stopped_at.is_(None), fleet_instances.c.id != me.id)
     ).all()
     for other in others:
-        if other.expires_at > now and (other.host != me.host or pid_running(other.pid)):
+        if other.expires_at > now and (
+            not me.can_see(other.host, other.pid_namespace) or pid_running(other.pid)
+        ):
             age = (now - other.heartbeat_at).total_seconds()
             raise InstanceConflictError(
                 f"another foldertrack watcher is running on the database {database}: instance "
@@ -113,13 +128,36 @@ def claim_database(conn: Connection, me: InstanceIdentity, now: datetime, ttl: f
                 "A SQLite database takes one watcher: stop that one first, or use PostgreSQL to run several."
             )
         why = "heartbeat stale" if other.expires_at <= now else "process gone"
-        mark_stopped(conn, other.id, now, f"taken over by {me.describe()}: {why}")
-        conn.execute(
-            update(mailbox_leases)
-            .where(mailbox_leases.c.owner == other.id, mailbox_leases.c.expires_at > now)
-            .values(expires_at=now)
-        )
+        _retire(conn, other.id, now, f"taken over by {me.describe()}: {why}")
     register(conn, me, now, ttl)
+
+
+def reap_dead_on_this_host(conn: Connection, me: InstanceIdentity, now: datetime) -> list[str]:
+    """Instances that ran on this host (same pid namespace) and whose process is gone: stopped, their
+    leases expired at once, so a watcher restarted after ``kill -9`` gets its mailboxes back in seconds
+    instead of a TTL. Returns their names."""
+    rows = conn.execute(
+        select(fleet_instances).where(
+            fleet_instances.c.stopped_at.is_(None),
+            fleet_instances.c.host == me.host,
+            fleet_instances.c.id != me.id,
+        )
+    ).all()
+    reaped = []
+    for row in rows:
+        if me.can_see(row.host, row.pid_namespace) and not pid_running(row.pid):
+            _retire(conn, row.id, now, f"process gone (seen by {me.describe()})")
+            reaped.append(row.name)
+    return reaped
+
+
+def _retire(conn: Connection, instance_id: str, now: datetime, reason: str) -> None:
+    mark_stopped(conn, instance_id, now, reason)
+    conn.execute(
+        update(mailbox_leases)
+        .where(mailbox_leases.c.owner == instance_id, mailbox_leases.c.expires_at > now)
+        .values(expires_at=now)
+    )
 
 
 def pid_running(pid: int) -> bool:

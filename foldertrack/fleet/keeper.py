@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,6 +41,14 @@ KEEP_DEAD_INSTANCES = timedelta(days=1)
 
 Acquired = Callable[[str, int], None]
 Lost = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    """How an instance keeps its leases (``[watch]`` lease settings)."""
+
+    ttl: float = 30.0  # lease and heartbeat lifetime; renewed every third of it
+    claim_interval: float = 1.0  # how often free leases and joining instances are looked for
 
 
 @dataclass
@@ -63,7 +71,10 @@ class LeaseKeeper:
         claim_interval: float = 1.0,
         on_acquired: Acquired | None = None,
         on_lost: Lost | None = None,
+        options: FleetOptions | None = None,
     ) -> None:
+        if options is not None:
+            ttl, claim_interval = options.ttl, options.claim_interval
         if ttl <= 0 or claim_interval <= 0:
             raise ValueError("ttl and claim_interval must be positive")
         self.engine = engine
@@ -82,6 +93,7 @@ class LeaseKeeper:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._registered = False
         self.superseded = False  # SQLite: another watcher took the database over while this one was stalled
         self.errors = 0  # failed rounds (database unreachable, timeouts), for metrics
 
@@ -110,16 +122,31 @@ class LeaseKeeper:
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Register this instance and start the keeper thread."""
+    def register(self) -> None:
+        """Register this instance (idempotent); on SQLite refuse with :class:`InstanceConflictError` when
+        another live watcher uses the database. Call before starting anything else."""
+        if self._registered:
+            return
         with self._transaction() as conn:
             now = db_now(conn)
             if is_sqlite(conn):
                 database = self.engine.url.database or mask_url(self.engine.url)
                 instances.claim_database(conn, self.identity, now, self.ttl, database)
             else:
+                self._reap(conn, now)
                 instances.register(conn, self.identity, now, self.ttl)
         self._alive_until = time.monotonic() + self.ttl - self._margin
+        self._registered = True
+
+    def start(self) -> None:
+        """Register, take a first share at once (its ``on_acquired`` calls run before this returns, so the
+        daemon knows what it owns when it decides it is ready), then keep the leases on a thread."""
+        self.register()
+        try:
+            self._rebalance()
+        except (SQLAlchemyError, FoldertrackError) as exc:  # the thread tries again
+            self.errors += 1
+            log.warning("fleet: first lease round failed (retrying): %s", exc)
         self._thread = threading.Thread(target=self._run, name=f"fleet-keeper-{self.id[:8]}", daemon=True)
         self._thread.start()
 
@@ -134,7 +161,7 @@ class LeaseKeeper:
         with self._lock:
             held = list(self._held)
         self._lose(held)
-        if not release:
+        if not release or not self._registered:
             return
         try:
             with self._transaction() as conn:
@@ -193,6 +220,7 @@ class LeaseKeeper:
             now = db_now(conn)
             if not instances.heartbeat(conn, self.identity, now, self.ttl):
                 raise _Superseded
+            self._reap(conn, now)
             renewed = leases.renew(conn, self.id, now, self.ttl)
             with self._lock:
                 stray = [m for m, e in renewed.items() if m not in self._held or self._held[m].epoch != e]
@@ -208,6 +236,11 @@ class LeaseKeeper:
         if lost:
             log.warning("fleet: %d lease(s) lost at renewal: %s", len(lost), _few(lost))
             self._lose(lost)
+
+    def _reap(self, conn: Connection, now: datetime) -> None:
+        reaped = instances.reap_dead_on_this_host(conn, self.identity, now)
+        if reaped:
+            log.warning("fleet: instance(s) %s died on this host: their leases are free", ", ".join(reaped))
 
     def _rebalance(self) -> None:
         started = time.monotonic()

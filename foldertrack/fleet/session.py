@@ -17,8 +17,8 @@ from sqlalchemy import Engine, event
 def guard_sessions(engine: Engine, ttl: float) -> None:
     """Make every new connection of ``engine`` end when idle inside a transaction for ``ttl / 3``.
 
-    Call right after creating the engine (connections already pooled are not changed). No-op on SQLite,
-    whose single-host lock dies with the process.
+    Call at start-up: connections already pooled are closed so that every session gets the setting. No-op on
+    SQLite, whose single-host lock dies with the process.
     """
     if engine.dialect.name != "postgresql":
         return
@@ -32,3 +32,5 @@ def guard_sessions(engine: Engine, ttl: float) -> None:
         finally:
             cursor.close()
         dbapi_conn.commit()  # psycopg opened a transaction for the SET; the setting outlives it
+
+    engine.dispose()

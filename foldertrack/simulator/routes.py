@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from foldertrack.simulator import mail_control
 from foldertrack.simulator.dataverse import http as dataverse_http
+from foldertrack.simulator.graph import control as graph_control
 from foldertrack.simulator.graph import http as graph_http
 from foldertrack.simulator.identity import TokenError
 
@@ -118,6 +119,8 @@ def _control(handler: Any, sim: Any, method: str, query: str) -> bool:
     """``{"target": "crm", …}`` goes to ``sim.crm.faults``; anything else to the EWS faults, unchanged."""
     loopback = handler._loopback()
     if method == "GET":
+        if dict(parse_qsl(query)).get("target") == "graph":  # Graph faults (simulator/graph/control.py, H8)
+            return graph_control.serve(handler, sim.graph, None, loopback)
         if dict(parse_qsl(query)).get("target") != "crm":
             return False
         if not loopback:
@@ -132,6 +135,8 @@ def _control(handler: Any, sim: Any, method: str, query: str) -> bool:
         spec = json.loads(body or b"{}")
     except ValueError:
         spec = None
+    if isinstance(spec, dict) and spec.get("target") == "graph":  # Graph faults (H8)
+        return graph_control.serve(handler, sim.graph, spec, loopback)
     if not isinstance(spec, dict) or spec.get("target") != "crm":
         handler._control(body or b"")  # the EWS faults' own handling
         return True

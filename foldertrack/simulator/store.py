@@ -8,10 +8,10 @@ One re-entrant lock guards everything; every operation holds it only for in-memo
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from foldertrack.simulator import ids

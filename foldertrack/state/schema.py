@@ -434,6 +434,7 @@ fleet_instances = Table(
     Column("name", String(NAME_LEN), nullable=False),  # watch.instance (host name or FOLDERTRACK_INSTANCE)
     Column("host", String(HOST_LEN), nullable=False),
     Column("pid", Integer, nullable=False),
+    Column("pid_namespace", String(64), nullable=True),  # a pid is only checkable in its own namespace
     Column("started_at", UtcDateTime, nullable=False),
     Column("heartbeat_at", UtcDateTime, nullable=False),  # database clock
     Column("expires_at", UtcDateTime, nullable=False),  # heartbeat_at + lease TTL: stale after this

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from exchangelib.errors import ErrorServerBusy
@@ -24,7 +25,7 @@ from sqlalchemy import Engine
 
 from foldertrack.delivery.decisions import OutboxWriter
 from foldertrack.delivery.service import DeliveryService
-from foldertrack.errors import RuleError
+from foldertrack.errors import LeaseLostError, RuleError
 from foldertrack.exchange.connection import ExchangeConnector
 from foldertrack.retry import describe, is_transient, server_back_off
 from foldertrack.rules.loader import load_rules
@@ -36,6 +37,7 @@ from foldertrack.sync import FolderGone, ItemsNeedRetry, SyncContext, SyncResult
 from foldertrack.targets import Target
 from foldertrack.watch.dispatcher import Dispatcher, Reschedule, WorkKey
 from foldertrack.watch.events import HierarchyChanged
+from foldertrack.watch.leases import LeasesMixin
 from foldertrack.watch.mailbox import MailboxState
 from foldertrack.watch.observer import WatchObserver
 from foldertrack.watch.options import WatchOptions
@@ -57,7 +59,7 @@ __all__ = [
 ]
 
 
-class Watcher(ResolvingMixin, SubscribingMixin, StreamCallbacksMixin, TimerMixin):
+class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixin, TimerMixin):
     """Watches every mailbox named in the rules. ``start()``, then ``stop()``; ``reload_rules()`` any time.
 
     ``sink`` is the configured sink plug-in. The local activity tables are always written in the sync
@@ -118,14 +120,21 @@ class Watcher(ResolvingMixin, SubscribingMixin, StreamCallbacksMixin, TimerMixin
             on_page=self.dispatcher.note_progress,
             outbox=OutboxWriter(sink.name if self.delivery is not None else None),
         )
+        self._retiring: set[str] = set()  # mailboxes no rule names any more, held until retired
+        self.fleet = self._make_fleet()  # mailbox leases: only the mailboxes held here are watched
 
     def start(self) -> None:
         """Load rules (a broken set raises RuleError: nothing to keep yet), then start all threads."""
         self.rules = load_rules(self.options.rules_dir)
+        if self.fleet is not None:
+            self.fleet.register()  # SQLite: a second watcher on the database stops here
         if self.delivery is not None:
             self.delivery.start()  # before sync: entries left by a previous process go out at once
         self.dispatcher.start()
         self._apply_rules(self.rules, reason="start")
+        if self.fleet is not None:
+            self.fleet.start()  # its first share is acquired (and queued) before this returns
+            self._mark_ready_if_done()
         self._timer = threading.Thread(target=self._tick_loop, name="foldertrack-timer", daemon=True)
         self._timer.start()
         if self.options.watch_rules_dir:
@@ -150,6 +159,8 @@ class Watcher(ResolvingMixin, SubscribingMixin, StreamCallbacksMixin, TimerMixin
         for state in states:
             state.mode, state.failing = "stopped", False
         self._flush_health(states)  # the last event times and errors, and "stopped", even for a short run
+        if self.fleet is not None:
+            self.fleet.stop()  # hand every lease back at once: other instances take over in seconds
         self.connector.close()
 
     def check(self) -> str | None:
@@ -158,6 +169,8 @@ class Watcher(ResolvingMixin, SubscribingMixin, StreamCallbacksMixin, TimerMixin
             return None  # stopping: threads end on purpose
         if not self.dispatcher.alive():
             return "a sync worker thread died"
+        if self._fleet_problem():
+            return self._fleet_problem()
         if self.delivery is not None and self.delivery.check():
             return self.delivery.check()
         if self._timer is not None and not self._timer.is_alive() and not self._stop.is_set():
@@ -205,12 +218,19 @@ class Watcher(ResolvingMixin, SubscribingMixin, StreamCallbacksMixin, TimerMixin
 
     def _apply_rules(self, rules, reason: str) -> None:
         wanted = {m.lower() for m in rules.mailboxes()}
+        owned = self.fleet.owned() if self.fleet is not None else None  # fleet: only what is held here
+        mine = wanted if owned is None else wanted & set(owned)
         with self._lock:
-            for mailbox in wanted:
+            for mailbox in mine:
                 state = self._mailboxes.setdefault(mailbox, MailboxState(mailbox))
                 state.rules = tuple(rules.for_mailbox(mailbox))
             gone = [m for m in self._mailboxes if m not in wanted]
-        for mailbox in sorted(wanted):
+            for mailbox in gone:
+                self._mailboxes[mailbox].rules = ()  # so its resolve retires it
+            if self.fleet is not None:
+                self._retiring.update(gone)
+        self._fleet_wanted(wanted)
+        for mailbox in sorted(mine):
             self.dispatcher.put(HierarchyChanged(mailbox, reason), delay=0.0)
         for mailbox in gone:
             self.dispatcher.put(HierarchyChanged(mailbox, "mailbox-removed"), delay=0.0)
@@ -235,6 +255,9 @@ class Watcher(ResolvingMixin, SubscribingMixin, StreamCallbacksMixin, TimerMixin
                 self._subscribe(mailbox)
         except Reschedule:
             raise
+        except LeaseLostError as exc:  # another instance holds the mailbox now: its work is not ours
+            log.info("%s: %s dropped: %s", mailbox, kind, exc)
+            return
         except ErrorServerBusy as exc:
             back_off = server_back_off(exc)
             if back_off is None:  # no BackOffMilliseconds (HTTP 503, closed connection): our own back-off
@@ -267,13 +290,15 @@ class Watcher(ResolvingMixin, SubscribingMixin, StreamCallbacksMixin, TimerMixin
         if target is None:
             return
         started = time.monotonic()
+        fence = self._sync_fence(mailbox)  # commits only under the lease epoch held now (fleet)
         try:
-            result = catch_up(self.sync_context, target)
+            result = catch_up(replace(self.sync_context, fence=fence) if fence else self.sync_context, target)
         except FolderGone:
             log.error(
                 "%s: folder %r was deleted; its rule is broken (activities are kept)", mailbox, target.path
             )
             with store.writing(self.engine) as conn:
+                self._fence(conn, mailbox)
                 store.mark_folder_deleted(conn, mailbox, folder_id)
             self.dispatcher.put(HierarchyChanged(mailbox, "folder-gone"))
             return

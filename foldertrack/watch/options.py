@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from foldertrack.delivery.service import DeliveryOptions
+from foldertrack.fleet import FleetOptions
 from foldertrack.watch.streaming import MAX_IDS_PER_STREAM
 
 
@@ -27,3 +28,4 @@ class WatchOptions:
     watch_rules_dir: bool = True
     instance: str | None = None
     delivery: DeliveryOptions = field(default_factory=DeliveryOptions)
+    fleet: FleetOptions | None = None  # mailbox leases (foldertrack.fleet); None: watch every mailbox

@@ -82,6 +82,7 @@ class ResolvingMixin:
             for t in targets
         ]
         with store.writing(self.engine) as conn:
+            self._fence(conn, mailbox)  # fleet: only the lease holder plans the folders
             new = store.apply_plan(conn, mailbox, plans, deleted=deleted)
             store.replace_rule_issues(conn, mailbox, issues)  # what `status` shows as drift
         watch_ids = {t.folder_id for t in targets}
@@ -136,3 +137,4 @@ class ResolvingMixin:
             state.mode, state.failing = "stopped", False
         store.set_health(self.engine, state.mailbox, mode="stopped", instance=self.options.instance)
         log.info("%s: no longer watched", state.mailbox)
+        self._mailbox_retired(state.mailbox)  # fleet: its lease may go now

@@ -19,19 +19,23 @@ from sqlalchemy import Engine, text
 
 from foldertrack.errors import LeaseLostError
 from foldertrack.fleet import LeaseKeeper, assert_fenced
-from foldertrack.state.database import open_database
+from foldertrack.state.database import SQLITE_BEGIN_OPTION, open_database
 from tests.fleet.ownership import OwnershipSampler
 
 PROBE_DDL = (
     "CREATE TABLE fleet_probe (id BIGSERIAL PRIMARY KEY, mailbox TEXT NOT NULL, instance TEXT NOT NULL, "
     "epoch BIGINT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())"
 )
+SQLITE_PROBE_DDL = (
+    "CREATE TABLE fleet_probe (id INTEGER PRIMARY KEY AUTOINCREMENT, mailbox TEXT NOT NULL, "
+    "instance TEXT NOT NULL, epoch INTEGER NOT NULL, at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+)
 
 
 def fenced_write(engine: Engine, instance: str, mailbox: str, epoch: int) -> str:
     """One ownership-dependent transaction: "ok", or "refused: <why>" when the fence stops it."""
     try:
-        with engine.begin() as conn:
+        with engine.connect().execution_options(**{SQLITE_BEGIN_OPTION: "immediate"}) as conn, conn.begin():
             assert_fenced(conn, mailbox, epoch)
             conn.execute(
                 text("INSERT INTO fleet_probe (mailbox, instance, epoch) VALUES (:m, :i, :e)"),

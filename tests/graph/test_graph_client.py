@@ -229,3 +229,75 @@ def test_expired_token_is_renewed_and_a_wrong_secret_is_an_auth_error(graph):
         assert "not-the-secret" not in str(caught.value)
     finally:
         wrong.close()
+
+
+def test_mail_without_message_id_gets_the_ews_fallback_key(graph):
+    box = graph.sim.mailbox(graph.mailbox)
+    box.deliver(
+        MailSpec(
+            subject="no id",
+            message_id="",
+            body=None,
+            html_body="<p>Hello <b>there</b></p><p>Bye</p>",
+            to=[graph.mailbox],
+        )
+    )
+    client = graph.client()
+    [message] = client.get(graph.mailbox, f"users/{graph.mailbox}/mailFolders/inbox/messages")["value"]
+    assert message["internetMessageId"] is None
+    common = dict(
+        folder_id="f",
+        folder_path="Inbox",
+        regarding=None,
+        max_attachment_bytes=0,
+        resolve_address=lambda a: None,
+    )
+    activity = items.fetch_activity(client, graph.mailbox, message["id"], **common)
+    [ews_item] = list(exchangelib_account(graph.sim, graph.mailbox).inbox.all())
+    ews = ews_to_activity(ews_item, mailbox=graph.mailbox, **common)
+    assert activity.key == ews.key and activity.key.startswith("hash:")
+
+
+def test_ews_ids_translate_to_graph_ids(graph):
+    from foldertrack.sources.graph.ids import translate_ids
+
+    box = graph.sim.mailbox(graph.mailbox)
+    folder = box.create_folder("Inbox/Customers")
+    item = box.deliver(MailSpec(subject="x", to=[graph.mailbox]), folder="Inbox/Customers")
+    client = graph.client()
+    translated = translate_ids(client, graph.mailbox, [folder, item, "garbage"])
+    assert translated[folder] == resolve_path(client, graph.mailbox, "Inbox/Customers")
+    [message] = client.get(graph.mailbox, f"users/{graph.mailbox}/mailFolders/{translated[folder]}/messages")[
+        "value"
+    ]
+    assert translated[item] == message["id"] and translated["garbage"] is None
+    back = translate_ids(
+        client, graph.mailbox, [message["id"]], source="restImmutableEntryId", target="ewsId"
+    )
+    assert back == {message["id"]: item}
+
+
+def test_messages_fetched_twenty_per_batch_with_per_message_errors(graph):
+    from foldertrack.sources.graph.errors import GraphNotFound as NotFound
+
+    box = graph.sim.mailbox(graph.mailbox)
+    for n in range(23):
+        box.deliver(
+            MailSpec(subject=f"m{n}", to=[graph.mailbox], attachments=[("a.txt", "text/plain", b"a")])
+        )
+    client = graph.client()
+    chain = message_delta(client, graph.mailbox, "inbox")
+    pages, _ = chain.catch_up()
+    ids = [m["id"] for p in pages for m in p.changed]
+    box.delete_item(box.item_ids("Inbox")[0], hard=True)  # gone before the fetch
+    sent_before = client.requests_sent
+    fetched = items.fetch_messages(client, graph.mailbox, ids)
+    assert client.requests_sent - sent_before == 2  # 23 messages, 2 HTTP requests
+    errors = [v for v in fetched.values() if isinstance(v, Exception)]
+    assert len(errors) == 1 and isinstance(errors[0], NotFound)
+    good = [v for v in fetched.values() if not isinstance(v, Exception)]
+    assert len(good) == 22 and all(m["attachments"][0]["name"] == "a.txt" for m in good)
+    graph.sim.graph.faults.throttle(requests=1, retry_after=1)
+    throttled = items.fetch_messages(client, graph.mailbox, ids[1:3])
+    assert isinstance(throttled[ids[1]], GraphThrottled) and isinstance(throttled[ids[2]], dict)
+    assert client.throttle.retry_at(graph.mailbox) > time.monotonic()

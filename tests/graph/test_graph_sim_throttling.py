@@ -50,3 +50,20 @@ def test_more_than_four_concurrent_requests_per_mailbox_get_429(graph):
         thread.join(20)
     assert sorted(statuses) == [200] * 4 + [429] * 4
     assert graph.sim.graph.faults.peak(graph.mailbox) == 4
+
+
+def test_faults_through_the_loopback_control_endpoint(graph):
+    import requests
+
+    control = graph.sim.control_url
+    answer = requests.post(
+        control, json={"target": "graph", "action": "throttle", "requests": 1, "retry_after": 2}
+    )
+    assert answer.status_code == 200 and answer.json()["throttles"] == 1
+    throttled = graph.session().get(graph.user("mailFolders"))
+    assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "2"
+    snapshot = requests.get(control, params={"target": "graph"}).json()
+    assert snapshot["injected"] == {"429": 1} and snapshot["throttles"] == 0
+    assert requests.post(control, json={"target": "graph", "action": "nope"}).status_code == 400
+    requests.post(control, json={"target": "graph", "action": "expire_delta_tokens"})
+    assert graph.sim.graph.faults.delta_generation == 1

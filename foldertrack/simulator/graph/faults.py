@@ -68,6 +68,10 @@ class GraphFaults:
                 _Throttle(status, retry_after, requests, until, mailbox.lower() if mailbox else None)
             )
 
+    def count(self, name: str) -> None:
+        with self._lock:
+            self.injected[name] += 1
+
     def expire_delta_tokens(self) -> None:
         with self._lock:
             self.delta_generation += 1

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from foldertrack.simulator.graph import delta, errors, render
+from foldertrack.simulator.graph import delta, errors, render, translate
 from foldertrack.simulator.graph.ids import folder_rest_id
 from foldertrack.simulator.graph.query import Preferences, Query, parse_query
 from foldertrack.simulator.model import EwsError, Mailbox
@@ -218,6 +218,9 @@ def user_route(service: GraphService, mb: Mailbox, request: GraphRequest) -> Res
             return folder_messages(service, mb, request)
         if request.method == "GET":
             return folders(service, mb, request)
+    if head == "translateexchangeids" and len(segs) == 1 and request.method == "POST":
+        ctx = f"{request.base}/$metadata#Collection(microsoft.graph.convertIdResult)"
+        return 200, {"@odata.context": ctx, "value": translate.translate(service, mb, request.body)}, {}
     if head == "messages" and len(segs) >= 2:
         if len(segs) == 2 and request.method in ("GET", "PATCH"):
             return message(service, mb, request, segs[1])

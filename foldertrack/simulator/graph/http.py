@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREFIX = "/v1.0/"
+MAX_BATCH = 20
 BODY_METHODS = ("POST", "PATCH", "PUT")
 JSON_TYPE = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -57,7 +58,7 @@ def _claims(handler: Any, service: GraphService, base: str) -> dict[str, Any]:
             raise InvalidToken("Microsoft Graph only accepts requests over https.")
         return service.sim.identity.validate(token.strip(), GRAPH_RESOURCE)
     except InvalidToken as exc:
-        service.faults.injected["unauthorized"] += 1
+        service.faults.count("unauthorized")
         raise errors.unauthorized(str(exc)) from None
 
 
@@ -96,6 +97,48 @@ def serve(handler: Any, service: GraphService, method: str) -> None:
     _send(handler, status, payload, headers)
 
 
+def _batch(service: GraphService, body: Any, base: str, claims: dict[str, Any]) -> dict[str, Any]:
+    """JSON batching: up to 20 requests, each answered (and throttled) on its own, in order.
+    https://learn.microsoft.com/graph/json-batching"""
+    requests = body.get("requests") if isinstance(body, dict) else None
+    if not isinstance(requests, list) or not requests:
+        raise errors.bad_request("Invalid batch payload: 'requests' is required.", "BadRequest")
+    if len(requests) > MAX_BATCH:
+        raise errors.bad_request(f"Number of batch request steps exceeds the maximum of {MAX_BATCH}.")
+    responses = []
+    for entry in requests:
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            raise errors.bad_request("Invalid batch payload: every request needs an id, a method and a url.")
+        parts = urlsplit(entry["url"])
+        segments = [unquote(s) for s in parts.path.split("/") if s]
+        if segments and segments[0].lower() == "v1.0":
+            segments = segments[1:]
+        headers = entry.get("headers") if isinstance(entry.get("headers"), dict) else {}
+        prefer = [v for k, v in headers.items() if k.lower() == "prefer"]
+        method = str(entry.get("method") or "GET").upper()
+        try:
+            if segments and segments[0].lower() == "$batch":
+                raise errors.bad_request("A batch cannot contain a batch.")
+            status, payload, extra = _dispatch(
+                service,
+                method,
+                segments,
+                dict(parse_qsl(parts.query, keep_blank_values=True)),
+                parse_prefer(prefer),
+                entry.get("body"),
+                base,
+                claims,
+            )
+        except errors.GraphError as exc:
+            status, payload, extra = exc.status, exc.body(), exc.headers
+        answer: dict[str, Any] = {"id": str(entry.get("id")), "status": status, "headers": dict(extra)}
+        if payload is not None:
+            answer["headers"].setdefault("Content-Type", "application/json")
+            answer["body"] = payload
+        responses.append(answer)
+    return {"responses": responses}
+
+
 def _dispatch(
     service: GraphService,
     method: str,
@@ -107,6 +150,8 @@ def _dispatch(
     claims: dict[str, Any],
 ) -> handlers.Result:
     head = segments[0].lower() if segments else ""
+    if head == "$batch" and len(segments) == 1 and method == "POST":
+        return 200, _batch(service, body, base, claims), {}
     if head == "subscriptions":
         service.faults.check("")
         return subscription_routes.route(service, method, segments[1:], body, base, claims, prefs)

@@ -13,12 +13,12 @@ import datetime as dt
 import html
 from typing import Any
 
-from foldertrack.exchange.htmltext import html_to_text
 from foldertrack.simulator import ids as ews_ids
 from foldertrack.simulator.graph import errors
 from foldertrack.simulator.graph.ids import ImmutableIds, folder_rest_id, rest_id
 from foldertrack.simulator.mime import Address, ParsedMail
 from foldertrack.simulator.model import Folder, Item, Mailbox
+from foldertrack.simulator.render import html_to_text  # the EWS TextBody converter: one server, one text
 
 MESSAGE_DEFAULT = [
     "createdDateTime",
@@ -114,7 +114,7 @@ def _recipient(address: Address | None) -> dict[str, Any] | None:
 
 def _body(mail: ParsedMail, body_type: str | None) -> dict[str, str]:
     if body_type == "text" or (body_type is None and mail.html_body is None):
-        text = mail.text_body if mail.text_body is not None else html_to_text(mail.html_body) or ""
+        text = mail.text_body if mail.text_body is not None else html_to_text(mail.html_body or "")
         return {"contentType": "text", "content": text}
     if mail.html_body is not None:
         return {"contentType": "html", "content": mail.html_body}
@@ -123,7 +123,7 @@ def _body(mail: ParsedMail, body_type: str | None) -> dict[str, str]:
 
 
 def _preview(mail: ParsedMail) -> str:
-    text = mail.text_body if mail.text_body is not None else html_to_text(mail.html_body) or ""
+    text = mail.text_body if mail.text_body is not None else html_to_text(mail.html_body or "")
     return " ".join(text.split())[:255]
 
 

@@ -8,6 +8,7 @@ the mailbox's back-off and raise :class:`GraphThrottled`, and the caller's one r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +29,16 @@ from foldertrack.sources.graph.throttle import MailboxThrottle
 GRAPH_URL = "https://graph.microsoft.com/v1.0"
 IMMUTABLE_IDS = 'IdType="ImmutableId"'
 TRANSIENT_STATUSES = frozenset({408, 500, 502, 504})
+MAX_BATCH = 20  # Graph's limit of steps per $batch request
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One ``$batch`` step's answer: ``body`` on success, else ``error`` (a :class:`GraphError`)."""
+
+    status: int
+    body: Any
+    error: GraphError | None
 
 
 def _error_of(response: requests.Response) -> tuple[str | None, str]:
@@ -135,6 +146,57 @@ class GraphClient:
                 text, status, code, parse_retry_after(response.headers.get("Retry-After"))
             )
         raise GraphError(text, status, code)
+
+    def batch(self, mailbox: str, calls: list[tuple[str, str, Any]]) -> list[BatchResult]:
+        """``(method, path, body)`` calls for one mailbox through ``$batch``, 20 per request; results in
+        order. A throttled step sets the mailbox's back-off; its result carries the error (nothing raised)."""
+        results: list[BatchResult] = []
+        for start in range(0, len(calls), MAX_BATCH):
+            chunk = calls[start : start + MAX_BATCH]
+            steps = []
+            for index, (method, path, body) in enumerate(chunk):
+                step: dict[str, Any] = {
+                    "id": str(index),
+                    "method": method,
+                    "url": "/" + path.lstrip("/"),
+                    "headers": {"Prefer": IMMUTABLE_IDS},
+                }
+                if body is not None:
+                    step["body"] = body
+                    step["headers"]["Content-Type"] = "application/json"
+                steps.append(step)
+            answer = self.request("POST", mailbox, "$batch", json={"requests": steps})
+            by_id = {str(r.get("id")): r for r in answer.get("responses", [])}
+            for index in range(len(chunk)):
+                results.append(self._batch_result(mailbox, by_id.get(str(index))))
+        return results
+
+    def _batch_result(self, mailbox: str, response: dict[str, Any] | None) -> BatchResult:
+        if response is None:
+            return BatchResult(500, None, GraphTransientError("Graph $batch: a step got no response"))
+        status = int(response.get("status") or 500)
+        body = response.get("body")
+        if 200 <= status < 300:
+            return BatchResult(status, body, None)
+        error = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), dict) else {}
+        code, message = error.get("code"), str(error.get("message") or "")
+        text = (
+            f"Graph $batch step: HTTP {status}"
+            + (f" {code}" if code else "")
+            + (f": {message}" if message else "")
+        )
+        headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+        if status in (429, 503):
+            retry_after = parse_retry_after(headers.get("retry-after"))
+            self.throttle.back_off(mailbox, retry_after if retry_after is not None else 1.0)
+            return BatchResult(status, None, GraphThrottled(text, status, code, retry_after))
+        kind = {
+            404: GraphNotFound,
+            410: GraphSyncStateNotFound,
+            401: GraphAuthError,
+            403: GraphAuthError,
+        }.get(status, GraphTransientError if status >= 500 else GraphError)
+        return BatchResult(status, None, kind(text, status, code))
 
     def get(self, mailbox: str, path: str, **kwargs: Any) -> Any:
         return self.request("GET", mailbox, path, **kwargs)

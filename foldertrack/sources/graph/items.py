@@ -13,13 +13,14 @@ import binascii
 import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from foldertrack.exchange.convert import mail_key, normalise_message_id
 from foldertrack.exchange.htmltext import html_to_text
 from foldertrack.model import Activity, Attachment, Party, RecordRef
 from foldertrack.sources.graph.client import GraphClient
 from foldertrack.sources.graph.delta import user_path
+from foldertrack.sources.graph.errors import GraphError
 
 AddressResolver = Callable[[str], RecordRef | None]
 MESSAGE_SELECT = (
@@ -59,6 +60,24 @@ def fetch_message(client: GraphClient, mailbox: str, message_id: str) -> dict[st
     )
 
 
+def fetch_messages(
+    client: GraphClient, mailbox: str, message_ids: list[str]
+) -> dict[str, dict[str, Any] | GraphError]:
+    """Several messages (as :func:`fetch_message`) through ``$batch``: 20 per HTTP request. A message that
+    failed (gone meanwhile, throttled) maps to its error, so the caller decides per message."""
+    query = urlencode(
+        {
+            "$select": ",".join(MESSAGE_SELECT),
+            "$expand": f"attachments($select={','.join(ATTACHMENT_SELECT)})",
+        }
+    )
+    calls = [("GET", f"{message_path(mailbox, mid)}?{query}", None) for mid in message_ids]
+    out: dict[str, dict[str, Any] | GraphError] = {}
+    for message_id, result in zip(message_ids, client.batch(mailbox, calls), strict=True):
+        out[message_id] = result.body if result.error is None else result.error
+    return out
+
+
 def fetch_attachment_content(client: GraphClient, mailbox: str, message_id: str, attachment_id: str) -> bytes:
     body = client.get(
         mailbox, f"{message_path(mailbox, message_id)}/attachments/{quote(attachment_id, safe='')}"
@@ -67,6 +86,18 @@ def fetch_attachment_content(client: GraphClient, mailbox: str, message_id: str,
         return base64.b64decode(body.get("contentBytes") or "", validate=True)
     except (binascii.Error, ValueError):
         return b""
+
+
+def fetch_text_body(client: GraphClient, mailbox: str, message_id: str) -> str | None:
+    """The body as the server renders it as text (what EWS ``TextBody`` gives): the fallback key's input."""
+    body = client.get(
+        mailbox,
+        message_path(mailbox, message_id),
+        params={"$select": "body"},
+        prefer=('outlook.body-content-type="text"',),
+    )
+    content = body.get("body", {}).get("content") if isinstance(body.get("body"), dict) else None
+    return str(content) if content is not None else None
 
 
 def set_categories(client: GraphClient, mailbox: str, message_id: str, categories: list[str]) -> None:
@@ -141,8 +172,13 @@ def to_activity(
     regarding: RecordRef | None,
     resolve_address: AddressResolver,
     attachments: tuple[Attachment, ...] = (),
+    key_body: str | None = None,
 ) -> Activity:
-    """The activity for ``message`` (JSON with :data:`MESSAGE_SELECT`) as filed in ``folder_path``."""
+    """The activity for ``message`` (JSON with :data:`MESSAGE_SELECT`) as filed in ``folder_path``.
+
+    ``key_body`` is the server's text rendering of the body (:func:`fetch_text_body`); only a mail without
+    a Message-ID needs it, so its fallback key is the one the EWS source computed (no double after a switch).
+    """
     body = message.get("body") if isinstance(message.get("body"), dict) else {}
     content = body.get("content")
     is_html = str(body.get("contentType") or "").lower() == "html"
@@ -155,7 +191,7 @@ def to_activity(
     sent = parse_time(message.get("sentDateTime"))
     message_id = message.get("internetMessageId")
     return Activity(
-        key=mail_key(message_id, sender, sent, message.get("subject"), content),
+        key=mail_key(message_id, sender, sent, message.get("subject"), key_body or text_body or content),
         mailbox=mailbox,
         folder_id=folder_id,
         folder_path=folder_path,
@@ -187,6 +223,7 @@ def fetch_activity(
 ) -> Activity:
     message = fetch_message(client, mailbox, message_id)
     files = attachments(client, mailbox, message, max_attachment_bytes) if message.get("attachments") else ()
+    key_body = None if message.get("internetMessageId") else fetch_text_body(client, mailbox, message_id)
     return to_activity(
         message,
         mailbox=mailbox,
@@ -195,4 +232,5 @@ def fetch_activity(
         regarding=regarding,
         resolve_address=resolve_address,
         attachments=files,
+        key_body=key_body,
     )

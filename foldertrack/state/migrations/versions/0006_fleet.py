@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=400), nullable=False),
         sa.Column("host", sa.String(length=255), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("pid_namespace", sa.String(length=64), nullable=True),
         sa.Column("started_at", TIMESTAMP, nullable=False),
         sa.Column("heartbeat_at", TIMESTAMP, nullable=False),
         sa.Column("expires_at", TIMESTAMP, nullable=False),
