@@ -133,6 +133,8 @@ class Backoff:
 
 
 def describe(exc: BaseException) -> str:
-    """One line for logs and the dead-letter table: the EWS code (exception class) and message, no secrets."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:1000] if text else type(exc).__name__
+    """One line for logs and the dead-letter table: the true cause (EWS code and message, or connection
+    refused / DNS / TLS / timeout / HTTP status: :mod:`foldertrack.ops.causes`), no secrets."""
+    from foldertrack.ops.causes import classify
+
+    return classify(exc).text[:1000]

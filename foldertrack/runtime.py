@@ -56,6 +56,7 @@ def watch_options(config: Config, **overrides) -> WatchOptions:
         stream_timeout_minutes=min(30, max(1, round(config.watch.stream_timeout / 60))),
         stream_stall_timeout=config.watch.stall_timeout,
         stuck_timeout=config.watch.stuck_timeout,
+        start_timeout=config.watch.start_timeout,
         streams_per_connection=1 if config.watch.stream_per_mailbox else MAX_IDS_PER_STREAM,
         max_attachment_bytes=config.sink.max_attachment_bytes,
         instance=os.environ.get("FOLDERTRACK_INSTANCE") or socket.gethostname(),

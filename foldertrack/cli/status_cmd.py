@@ -49,13 +49,36 @@ def render_text(report: dict[str, Any], now: datetime) -> list[str]:
             f"; outbox {totals.get('outbox_backlog', 0)} pending, "
             f"{totals.get('delivery_dead_letters', 0)} delivery dead letter(s)"
         )
+    for inst in report.get("instances", []):
+        for warning in inst["warnings"]:  # loud: the watcher runs on rules that are not the ones on disk
+            lines += [
+                "",
+                f"WARNING ({inst['name']}): {warning['message']} (since {_when(warning['since'], now)})",
+            ]
+    if report.get("instances"):
+        lines += ["", "instances"]
+        rows = [
+            (
+                i["name"],
+                i["host"] or "-",
+                str(i["pid"] or "-"),
+                i["state"] + (f" since {_when(i['stale_since'], now)}" if i.get("stale_since") else ""),
+                _when(i["started_at"], now),
+                _when(i["heartbeat_at"], now),
+                str(i["leases"]),
+            )
+            for i in report["instances"]
+        ]
+        lines += _table(
+            ("NAME", "HOST", "PID", "STATE", "STARTED", "HEARTBEAT", "LEASES"), rows, right={2, 6}
+        )
     for sink in report.get("sinks", []):
         lines += ["", f"sink {sink['sink']}", *_fields(_sink_fields(sink, now))]
     for box in report["mailboxes"]:
         lines += ["", box["mailbox"]]
         lines += _fields(
             [
-                ("mode", box["mode"] + (f" (instance {box['instance']})" if box.get("instance") else "")),
+                ("mode", _mode(box, now)),
                 ("last event", _when(box["last_event_at"], now)),
                 ("last sync", _when(box["last_sync_at"], now)),
                 (
@@ -68,10 +91,17 @@ def render_text(report: dict[str, Any], now: datetime) -> list[str]:
         )
         if box["folders"]:
             rows = [
-                (f["path"], f["status"], str(f["tracked"]), _when(f["last_sync_at"], now), _short(f["rule"]))
+                (
+                    f["path"],
+                    f["status"],
+                    str(f["tracked"]),
+                    _backfill(f.get("backfill")),
+                    _when(f["last_sync_at"], now),
+                    _short(f["rule"]),
+                )
                 for f in box["folders"]
             ]
-            lines += _table(("FOLDER", "STATUS", "TRACKED", "LAST SYNC", "RULE"), rows, right={2})
+            lines += _table(("FOLDER", "STATUS", "TRACKED", "BACKFILL", "LAST SYNC", "RULE"), rows, right={2})
         for warning in box["warnings"]:
             lines.append(f"  warning: {_short(warning['rule'])}: {warning['message']} [{warning['kind']}]")
     if report["dead_letters"]:
@@ -92,6 +122,22 @@ def render_text(report: dict[str, Any], now: datetime) -> list[str]:
                 f"{d['error']} ({d['attempts']} attempts)"
             )
     return lines
+
+
+def _mode(box: dict[str, Any], now: datetime) -> str:
+    """``streaming (instance a)``; ``stale since … (instance a stopped heartbeating)``."""
+    instance = f" (instance {box['instance']})" if box.get("instance") else ""
+    if box["mode"] == "stale":
+        return f"stale since {_when(box.get('stale_since'), now)}: its watcher{instance} stopped heartbeating"
+    return box["mode"] + instance
+
+
+def _backfill(backfill: dict[str, Any] | None) -> str:
+    """``done``, ``running 120/500`` or ``running 120 so far``."""
+    if not backfill or backfill["state"] == "done":
+        return "done"
+    total = backfill.get("total")
+    return f"running {backfill['tracked']}/{total}" if total else f"running {backfill['tracked']} so far"
 
 
 def _sink_fields(sink: dict[str, Any], now: datetime) -> list[tuple[str, str]]:

@@ -103,6 +103,7 @@ class WatchConfig:
     stuck_timeout: float = 600.0
     stream_per_mailbox: bool = False
     lease_ttl: float = 30.0  # foldertrack.fleet
+    start_timeout: float = 60.0  # foldertrack.watch.timer: not started by then → error
 
 
 @dataclass(frozen=True)

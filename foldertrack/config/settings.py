@@ -194,6 +194,15 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "watch",
+        "start_timeout",
+        _duration(True, 1.0, 3600.0),
+        "1m",
+        "A mailbox whose folders are not resolved and subscribed (or polling) this long after it appeared "
+        "is reported in `error` with the reason (Exchange unreachable, wrong URL, refused credentials) in "
+        "`status`, `/healthz` and metrics; it keeps being retried.",
+    ),
+    Setting(
+        "watch",
         "lease_ttl",
         _duration(True, 3.0, 600.0),
         "30s",

@@ -1,9 +1,15 @@
-"""Is this watcher healthy? The answer ``/healthz`` gives (200 "ok", or 503 with the reason).
+"""Is this watcher alive, ready, healthy? The answers of ``/livez``, ``/readyz`` and ``/healthz``.
 
-Healthy means: every thread alive (``Watcher.check()``), started up (every mailbox subscribed or
-polling), at least one mailbox not in ``error``, and delivery to an external sink not failing for longer
-than ``delivery.unhealthy_after`` (a CRM outage shorter than that only grows the outbox). A mailbox that polls because its stream fails is
-degraded, not unhealthy: mails are still tracked within the poll interval.
+- **Alive** (``/livez``): every thread runs (``Watcher.check()``). Restart it when not: the systemd watchdog
+  and a Kubernetes liveness probe.
+- **Ready** (``/readyz``): rules and database loaded and every mailbox attempted: subscribed, polling, or in
+  ``error`` (wrong address, Exchange unreachable past ``watch.start_timeout``). It may have errors.
+- **Healthy** (``/healthz``): working. Not healthy while starting, when a mailbox is in ``error`` (with its
+  reason), when delivery to an external sink has failed for longer than ``delivery.unhealthy_after``, or
+  when the last rules reload was refused or found no rule files ("degraded": the previous rules run on).
+  A mailbox that polls because its stream fails is working (tracked within the poll interval).
+
+Each answer is one short line naming the mailboxes (or sink, or rules file) and why.
 """
 
 from __future__ import annotations
@@ -18,24 +24,47 @@ MAX_NAMED = 3  # mailboxes named in a reason; the rest are counted
 MAX_ERROR = 160  # characters of each mailbox's last error in a reason
 
 
-def health_problem(watcher: Watcher) -> str | None:
-    """None when healthy, else one line saying why not."""
+def liveness_problem(watcher: Watcher) -> str | None:
+    """None while every thread is alive, else which one died."""
+    return watcher.check()
+
+
+def readiness_problem(watcher: Watcher) -> str | None:
+    """None once started (every mailbox attempted; some may be in error), else what it waits for."""
     problem = watcher.check()
     if problem:
         return problem
-    states = watcher.mailbox_states()
     if not watcher.ready.is_set():
-        waiting = [s for s in states if not _started(s)]
+        states = watcher.mailbox_states()
+        waiting = [s for s in states if not started(s)]
         return f"starting: {_describe(waiting, len(states))} not subscribed or polling yet"
-    if states and all(s.health()["mode"] == "error" for s in states):
-        return f"every mailbox is in error: {_describe(states, len(states))}"
-    delivery = getattr(watcher, "delivery", None)
-    if delivery is not None:
-        return delivery.problem()
     return None
 
 
-def _started(state: MailboxState) -> bool:
+def health_problem(watcher: Watcher) -> str | None:
+    """None when healthy, else one line saying why not (``degraded: …`` while still partly working)."""
+    problem = readiness_problem(watcher)
+    if problem:
+        return problem
+    states = watcher.mailbox_states()
+    failed = [s for s in states if s.health()["mode"] == "error"]
+    if states and len(failed) == len(states):
+        return f"every mailbox is in error: {_describe(failed, len(states))}"
+    rules = getattr(watcher, "rules_state", None)
+    rules_problem = rules.problem if rules is not None else None
+    delivery = getattr(watcher, "delivery", None)
+    delivery_problem = delivery.problem() if delivery is not None else None
+    if delivery_problem:
+        return delivery_problem
+    if failed:
+        return f"degraded: {_describe(failed, len(states))} in error"
+    if rules_problem is not None:
+        return f"degraded: {rules_problem.message}"
+    return None
+
+
+def started(state: MailboxState) -> bool:
+    """Subscribed, polling, or nothing to subscribe to (its folders resolved)."""
     return state.resolved and (
         state.subscription_id is not None or state.mode == "polling" or not state.watch_ids
     )

@@ -1,4 +1,6 @@
-"""One local HTTP listener for a running watcher: ``/metrics`` (Prometheus) and ``/healthz``.
+"""One local HTTP listener for a running watcher: ``/metrics`` (Prometheus) and the probes ``/livez``
+(threads alive), ``/readyz`` (started) and ``/healthz`` (working): 200 ``ok`` or 503 with one line saying
+what is wrong (:mod:`foldertrack.ops.health`).
 
 Entry point for ``foldertrack run``: :func:`start_metrics` (``--metrics-address`` / ``metrics.address``).
 """
@@ -15,7 +17,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
-from foldertrack.ops.health import health_problem
+from foldertrack.ops.health import health_problem, liveness_problem, readiness_problem
 from foldertrack.ops.metrics import metrics_registry
 
 if TYPE_CHECKING:
@@ -55,16 +57,18 @@ StartResponse = Callable[..., Any]
 def make_app(
     watcher: Watcher, registry: CollectorRegistry
 ) -> Callable[[dict, StartResponse], Iterable[bytes]]:
-    """The WSGI app: ``/metrics`` (Prometheus text format), ``/healthz`` (200 ok / 503 reason)."""
+    """The WSGI app: ``/metrics`` (Prometheus text format), ``/livez``, ``/readyz``, ``/healthz`` (200 ok /
+    503 reason)."""
     metrics_app = make_wsgi_app(registry)
+    probes = {"/livez": liveness_problem, "/readyz": readiness_problem, "/healthz": health_problem}
 
     def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
             return metrics_app(environ, start_response)
-        if path == "/healthz":
+        if path in probes:
             try:
-                problem = health_problem(watcher)
+                problem = probes[path](watcher)
             except Exception as exc:  # the check itself failing is a reason too
                 problem = f"health check failed: {type(exc).__name__}"
             status = "200 OK" if problem is None else "503 Service Unavailable"
@@ -74,7 +78,7 @@ def make_app(
             )
             return [body]
         start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-        return [b"foldertrack: /metrics, /healthz\n"]
+        return [b"foldertrack: /metrics, /livez, /readyz, /healthz\n"]
 
     return app
 
@@ -118,7 +122,7 @@ class MetricsServer:
             daemon=True,
         )
         self._thread.start()
-        log.info("metrics on %s/metrics, health on %s/healthz", self.url, self.url)
+        log.info("metrics on %s/metrics, probes on %s/livez, /readyz, /healthz", self.url, self.url)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:

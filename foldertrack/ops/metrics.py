@@ -5,7 +5,11 @@ read from the live watcher at scrape time by :class:`WatcherCollector`. Everythi
 observer's own ``CollectorRegistry``, never prometheus-client's global one, so several watchers (tests)
 never share numbers. No metric is labelled by mailbox: a process may watch a thousand of them. Labels are
 ``operation``, ``code``, ``mode``, ``outcome`` and ``sink`` (the one configured sink) only, each with a
-small set of values.
+small set of values; ``code`` is the true cause (:mod:`foldertrack.ops.causes`): only a server's own
+``ErrorServerBusy`` says throttling, an outage says ``connection_refused``, ``http_503``, ``timeout``...
+
+The move → activity latency histogram sees live moves only; a folder's first sync (backfill of the mails
+already in it) is counted by ``foldertrack_backfill_items_total`` instead.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy import func, select
 
+from foldertrack.ops.health import health_problem, readiness_problem
+from foldertrack.state.schema import tracked_folders
 from foldertrack.state.types import utcnow
 from foldertrack.sync import SyncResult
 from foldertrack.watch.observer import WatchObserver
@@ -75,8 +82,9 @@ class PrometheusObserver(WatchObserver):
         )
         self.errors = Counter(
             "foldertrack_errors",
-            "Failed work by operation (sync, hierarchy, subscribe, stream) and EWS response code"
-            " (ErrorServerBusy, ...) or exception class name.",
+            "Failed work by operation (sync, hierarchy, subscribe, stream) and true cause: connection_refused,"
+            " dns, tls, timeout, connection_closed, http_<status>, unauthorized, an EWS response code"
+            " (ErrorServerBusy only when the server itself throttles) or the exception class name.",
             ["operation", "code"],
             registry=r,
         )
@@ -122,8 +130,27 @@ class PrometheusObserver(WatchObserver):
             buckets=SYNC_BUCKETS,
             registry=r,
         )
+        self.backfill_items = Counter(
+            "foldertrack_backfill_items",
+            "Mails already in a folder when its rule appeared, tracked by its first sync (backfill); kept out"
+            " of foldertrack_activity_latency_seconds, which measures live moves only.",
+            registry=r,
+        )
+        self.backfill_syncs = Counter(
+            "foldertrack_backfill_syncs",
+            "Committed catch-ups that were (part of) a folder's first sync.",
+            registry=r,
+        )
+        self.rules_reloads = Counter(
+            "foldertrack_rules_reloads",
+            "Rules reloads by outcome: ok, or failed (refused: the previous rules run on, /healthz degraded).",
+            ["outcome"],
+            registry=r,
+        )
         for outcome in ("committed", "failed"):
             self.syncs.labels(outcome)
+        for outcome in ("ok", "failed"):
+            self.rules_reloads.labels(outcome)
         for outcome in ITEM_OUTCOMES:
             self.items.labels(outcome)
 
@@ -143,6 +170,19 @@ class PrometheusObserver(WatchObserver):
                 self.items.labels(outcome).inc(count)
         for _ in range(result.tracked + result.relinked):
             self.latency.observe(trigger_age)
+
+    def backfilled(self, mailbox: str, folder_path: str, seconds: float, result: SyncResult) -> None:
+        self.syncs.labels("committed").inc()
+        self.sync_seconds.observe(seconds)
+        self.backfill_syncs.inc()
+        for outcome, attr in ITEM_OUTCOMES.items():
+            count = getattr(result, attr)
+            if count:
+                self.items.labels(outcome).inc(count)
+        self.backfill_items.inc(result.tracked + result.relinked)
+
+    def rules_reloaded(self, ok: bool) -> None:
+        self.rules_reloads.labels("ok" if ok else "failed").inc()
 
     def error(self, mailbox: str, operation: str, code: str) -> None:
         self.errors.labels(operation, code).inc()
@@ -206,9 +246,57 @@ class WatcherCollector(Collector):
         yield from _delivery_gauges(watcher)
         yield GaugeMetricFamily(
             "foldertrack_ready",
-            "1 once every mailbox is subscribed or polling (what READY=1 tells systemd), else 0.",
-            value=1 if watcher.ready.is_set() else 0,
+            "1 once started (/readyz): every mailbox subscribed, polling or in error after"
+            " watch.start_timeout (what READY=1 tells systemd), else 0.",
+            value=1 if readiness_problem(watcher) is None else 0,
         )
+        yield GaugeMetricFamily(
+            "foldertrack_healthy",
+            "1 while working (/healthz answers 200): no mailbox in error, delivery moving, last rules"
+            " reload valid; else 0.",
+            value=1 if _healthy(watcher) else 0,
+        )
+        rules = getattr(watcher, "rules_state", None)
+        if rules is not None:
+            problem = rules.problem
+            yield GaugeMetricFamily(
+                "foldertrack_rules_reload_failed",
+                "1 while the last rules reload was refused or found no rule files (the previous rules run"
+                " on), else 0.",
+                value=1 if problem is not None else 0,
+            )
+            yield GaugeMetricFamily(
+                "foldertrack_rule_files",
+                "Rule files of the rules set running now.",
+                value=rules.files,
+            )
+        yield from _backfill_gauge(watcher)
+
+
+def _healthy(watcher: Watcher) -> bool:
+    try:
+        return health_problem(watcher) is None
+    except Exception:  # a failing check is not health
+        return False
+
+
+def _backfill_gauge(watcher: Watcher) -> Iterator[Metric]:
+    """Folders whose first sync has not finished, read from the database at scrape time."""
+    try:
+        with watcher.engine.connect() as conn:
+            count = conn.execute(
+                select(func.count())
+                .select_from(tracked_folders)
+                .where(tracked_folders.c.backfill_done.is_(False), tracked_folders.c.status != "retired")
+            ).scalar_one()
+    except Exception as exc:  # the database may be down: the other gauges still answer
+        log.debug("backfill figures unavailable: %s", exc)
+        return
+    yield GaugeMetricFamily(
+        "foldertrack_backfill_folders",
+        "Tracked folders whose first sync (backfill) has not finished yet (`status` shows each one).",
+        value=count,
+    )
 
 
 def _delivery_gauges(watcher: Watcher) -> Iterator[Metric]:

@@ -3,10 +3,14 @@ watcher is running (and across several instances sharing one PostgreSQL database
 
 The report is plain data with stable keys (``--json`` prints it as it is):
 
-- ``mailboxes``: one entry per mailbox with ``mode``, ``instance``, ``last_event_at``, ``last_sync_at``,
-  ``last_error``, ``backlog``, ``tracked``, ``dead_letters``, ``retrying``, ``folders`` (``path``,
-  ``configured_path``, ``status``, ``rule``, ``tracked``, ``last_sync_at``) and ``warnings``
-  (``kind``, ``rule``, ``path``, ``message``, ``since``);
+- ``mailboxes``: one entry per mailbox with ``mode``, ``instance``, ``stale_since``, ``last_event_at``,
+  ``last_sync_at``, ``last_error``, ``backlog``, ``tracked``, ``dead_letters``, ``retrying``, ``folders``
+  (``path``, ``configured_path``, ``status``, ``rule``, ``tracked``, ``last_sync_at``, ``backfill``:
+  ``state`` done/running, ``tracked`` so far, ``total`` when known) and ``warnings`` (``kind``, ``rule``,
+  ``path``, ``message``, ``since``);
+- ``instances``: every watcher process sharing the database (``name``, ``host``, ``pid``, ``started_at``,
+  ``heartbeat_at``, ``state`` alive/stale/stopped, ``stale_since``, ``leases``, ``warnings``: a refused
+  rules reload or a rules directory without rule files, ``kind``/``message``/``since``);
 - ``dead_letters``: the dead letters ``foldertrack retry`` can replay;
 - ``collisions``: mails that reused a tracked mail's Message-ID with other content (``mailbox``, ``key``,
   ``subject``, ``sender``, ``at``): not tracked, the first content kept (``totals.collisions``);
@@ -16,6 +20,11 @@ The report is plain data with stable keys (``--json`` prints it as it is):
 - ``delivery_dead_letters``: outbox entries the sink rejected (``id`` is ``d<entry>``, what
   ``foldertrack retry`` takes), with the CRM's own message;
 - ``totals``: counts over all mailboxes (and ``outbox_backlog``, ``delivery_dead_letters``).
+
+Mode is what the writing instance last reported, corrected by the fleet's liveness (:mod:`foldertrack.fleet`):
+a mailbox whose owner died (``kill -9``, paused, partitioned) is ``stale`` with ``stale_since``, never
+``streaming``; one another live instance holds is never ``stopped`` (``starting`` until that instance
+reports); one nobody holds any more is ``stopped``.
 
 Warning kinds: ``stale_path`` (folder renamed or moved; tracking follows it), ``folder_deleted`` (rule
 broken; activities kept), ``folder_not_found`` (the rule's folder or pattern parent does not exist),
@@ -30,6 +39,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 
 from foldertrack.delivery import outbox
+from foldertrack.fleet import fleet_status
+from foldertrack.ops.rules_state import warning_rows
 from foldertrack.state.schema import activities, dead_letters, ledger, subscription_health, tracked_folders
 from foldertrack.state.types import utcnow
 from foldertrack.state.watch_store import collision_rows, rule_issue_rows
@@ -39,6 +50,7 @@ MAILBOX_KEYS: tuple[str, ...] = (
     "mailbox",
     "mode",
     "instance",
+    "stale_since",
     "last_event_at",
     "last_sync_at",
     "last_error",
@@ -85,6 +97,8 @@ def collect_status(engine: Engine) -> dict[str, Any]:
         issues = rule_issue_rows(conn)
         collisions = [_collision(c) for c in collision_rows(conn)]  # reused Message-IDs (H5)
         sinks, delivery_dead = _delivery(conn)
+        fleet = fleet_status(conn)
+        instance_warnings = warning_rows(conn)
 
     mailboxes: dict[str, dict[str, Any]] = {}
 
@@ -95,6 +109,7 @@ def collect_status(engine: Engine) -> dict[str, Any]:
                 "mailbox": name,
                 "mode": row.mode if row else "unknown",
                 "instance": row.instance if row else None,
+                "stale_since": None,
                 "last_event_at": _iso(row.last_event_at) if row else None,
                 "last_sync_at": _iso(row.last_sync_at) if row else None,
                 "last_error": row.last_error if row else None,
@@ -124,6 +139,11 @@ def collect_status(engine: Engine) -> dict[str, Any]:
                 "rule": f.rule_source,
                 "tracked": tracked,
                 "last_sync_at": _iso(f.last_sync_at),
+                "backfill": {
+                    "state": "done" if f.backfill_done else "running",
+                    "tracked": tracked,
+                    "total": None,  # Exchange's folder count is not stored (yet): unknown
+                },
             }
         )
         if f.last_sync_at is not None and (
@@ -158,9 +178,14 @@ def collect_status(engine: Engine) -> dict[str, Any]:
                     "last_attempt_at": _iso(d.last_attempt_at),
                 }
             )
+    for name, entry in mailboxes.items():
+        _apply_liveness(entry, fleet["mailboxes"].get(name))
     values = [mailboxes[name] for name in sorted(mailboxes)]
+    instances = _instances(fleet, instance_warnings)
+    instance_warning_count = sum(len(i["warnings"]) for i in instances)
     return {
         "mailboxes": values,
+        "instances": instances,
         "dead_letters": dead_list,
         "collisions": collisions,
         "sinks": sinks,
@@ -174,10 +199,67 @@ def collect_status(engine: Engine) -> dict[str, Any]:
             "tracked": sum(m["tracked"] for m in values),
             "backlog": sum(m["backlog"] for m in values),
             "dead_letters": len(dead_list),
-            "warnings": sum(len(m["warnings"]) for m in values),
+            "warnings": sum(len(m["warnings"]) for m in values) + instance_warning_count,
+            "instance_warnings": instance_warning_count,
+            "backfilling": sum(1 for m in values for f in m["folders"] if f["backfill"]["state"] != "done"),
             "modes": _modes(values),
         },
     }
+
+
+def _apply_liveness(entry: dict[str, Any], lease: dict[str, Any] | None) -> None:
+    """Correct what the last writer reported with who holds the mailbox now (no lease: no fleet, kept)."""
+    if lease is None:
+        return
+    state = lease["state"]
+    if state == "stale":  # its owner died holding it: whatever it wrote last is not happening any more
+        entry["mode"] = "stale"
+        entry["stale_since"] = lease["stale_since"]
+        entry["instance"] = lease["owner_name"] or entry["instance"]
+    elif state == "owned":
+        if entry["mode"] in ("stopped", "unknown"):  # written by an instance that left; the new owner starts
+            entry["mode"] = "starting"
+        entry["instance"] = lease["owner_name"] or entry["instance"]
+    elif entry["mode"] in ("streaming", "polling", "starting"):  # nobody holds it: nothing watches it
+        entry["mode"] = "stopped"
+
+
+def _instances(fleet: dict[str, Any], warnings: list[Any]) -> list[dict[str, Any]]:
+    """Watcher processes with their liveness and instance-wide warnings (of live ones only)."""
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for w in warnings:
+        by_id.setdefault(w.instance, []).append(
+            {"kind": w.kind, "message": w.message, "since": _iso(w.since), "instance_name": w.instance_name}
+        )
+    result = []
+    known = set()
+    for inst in fleet["instances"]:
+        known.add(inst["id"])
+        live = inst["state"] == "alive"
+        result.append({**inst, "warnings": [_strip(w) for w in by_id.get(inst["id"], [])] if live else []})
+    for instance, rows in by_id.items():  # a watcher without leases (tests, tools): keyed by its name
+        if instance not in known:
+            result.append(
+                {
+                    "id": instance,
+                    "name": rows[0]["instance_name"],
+                    "host": None,
+                    "pid": None,
+                    "started_at": None,
+                    "heartbeat_at": None,
+                    "state": "unknown",
+                    "stale_since": None,
+                    "stopped_at": None,
+                    "stop_reason": None,
+                    "leases": 0,
+                    "warnings": [_strip(w) for w in rows],
+                }
+            )
+    return result
+
+
+def _strip(warning: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in warning.items() if k != "instance_name"}
 
 
 def _delivery(conn: Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -11,15 +11,18 @@
 from foldertrack.simulator.faults import Faults
 from foldertrack.simulator.mime import MailSpec, ParsedMail, build_mime, parse_mime
 from foldertrack.simulator.model import EwsError
+from foldertrack.simulator.profiles import PROFILES, ServerProfile
 from foldertrack.simulator.simulator import ItemSummary, MailboxHandle, Simulator
 
 __all__ = [
+    "PROFILES",
     "EwsError",
     "Faults",
     "ItemSummary",
     "MailSpec",
     "MailboxHandle",
     "ParsedMail",
+    "ServerProfile",
     "Simulator",
     "build_mime",
     "parse_mime",

@@ -442,3 +442,17 @@ fleet_instances = Table(
     Column("stop_reason", String(NAME_LEN), nullable=True),
     Index(None, "expires_at"),
 )
+
+watcher_warnings = Table(
+    "watcher_warnings",
+    metadata,
+    # an instance-wide problem `status` and /healthz report until it clears: a failed rules reload (the
+    # previous rules keep running) or a rules directory without rule files (0007, foldertrack.ops)
+    Column("instance", String(INSTANCE_ID_LEN), primary_key=True),  # fleet instance id, else its name
+    Column("kind", String(32), primary_key=True),
+    Column("instance_name", String(NAME_LEN), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("since", UtcDateTime, nullable=False),
+    _updated(),
+    _one_of("kind", "rules_reload_failed", "no_rule_files"),
+)

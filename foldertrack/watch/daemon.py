@@ -27,6 +27,8 @@ from foldertrack.delivery.decisions import OutboxWriter
 from foldertrack.delivery.service import DeliveryService
 from foldertrack.errors import LeaseLostError, RuleError
 from foldertrack.exchange.connection import ExchangeConnector
+from foldertrack.ops.causes import classify
+from foldertrack.ops.rules_state import RulesState
 from foldertrack.retry import describe, is_transient, server_back_off
 from foldertrack.rules.loader import load_rules
 from foldertrack.sinks.base import ActivitySink
@@ -42,8 +44,9 @@ from foldertrack.watch.mailbox import MailboxState
 from foldertrack.watch.observer import WatchObserver
 from foldertrack.watch.options import WatchOptions
 from foldertrack.watch.resolving import FULL_RESOLVE_REASONS, ResolvingMixin
+from foldertrack.watch.resubscribe import ResubscribeLimiter
 from foldertrack.watch.stream_callbacks import StreamCallbacksMixin
-from foldertrack.watch.streaming import ResubscribeLimiter, StreamGroup
+from foldertrack.watch.streaming import StreamGroup
 from foldertrack.watch.subscribing import EVENT_TYPES, POLL_AFTER_FAILURES, SubscribingMixin
 from foldertrack.watch.timer import REPLAY_CHECK_INTERVAL, TimerMixin
 
@@ -122,12 +125,16 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
         )
         self._retiring: set[str] = set()  # mailboxes no rule names any more, held until retired
         self.fleet = self._make_fleet()  # mailbox leases: only the mailboxes held here are watched
+        self.rules_state = RulesState(
+            engine, self.fleet.id if self.fleet else options.instance, options.instance
+        )
 
     def start(self) -> None:
         """Load rules (a broken set raises RuleError: nothing to keep yet), then start all threads."""
         self.rules = load_rules(self.options.rules_dir)
         if self.fleet is not None:
-            self.fleet.register()  # SQLite: a second watcher on the database stops here
+            self.fleet.register()
+        self.rules_state.loaded(self.rules)  # SQLite: a second watcher on the database stops here
         if self.delivery is not None:
             self.delivery.start()  # before sync: entries left by a previous process go out at once
         self.dispatcher.start()
@@ -159,6 +166,7 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
         for state in states:
             state.mode, state.failing = "stopped", False
         self._flush_health(states)  # the last event times and errors, and "stopped", even for a short run
+        self.rules_state.clear()
         if self.fleet is not None:
             self.fleet.stop()  # hand every lease back at once: other instances take over in seconds
         self.connector.close()
@@ -201,7 +209,11 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
             for problem in exc.problems:
                 log.error("rules not reloaded: %s", problem)
             log.error("keeping the previous rules (%d problem(s))", len(exc.problems))
+            self.rules_state.failed(exc)
+            self.observer.rules_reloaded(False)
             return False
+        self.rules_state.loaded(rules)
+        self.observer.rules_reloaded(True)
         if self.rules is not None and rules.fingerprint == self.rules.fingerprint:
             log.info("rules reloaded: no change")
             return True
@@ -259,22 +271,24 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
             log.info("%s: %s dropped: %s", mailbox, kind, exc)
             return
         except ErrorServerBusy as exc:
-            back_off = server_back_off(exc)
+            cause = classify(exc)  # exchangelib says ErrorServerBusy for HTTP 503 and closed connections too
+            back_off = server_back_off(exc) if cause.throttling else None
             if back_off is None:  # no BackOffMilliseconds (HTTP 503, closed connection): our own back-off
                 back_off = self.dispatcher.note_failure(key)
-            self.observer.error(mailbox, kind, "ErrorServerBusy")
-            self._note_error(mailbox, kind, describe(exc), permanent=False)
+            self.observer.error(mailbox, kind, cause.code)
+            self._note_error(mailbox, kind, cause.text, permanent=False)
             log.warning(
-                "%s: %s throttled by Exchange (%s), backing off this mailbox %.1fs",
+                "%s: %s %s (%s), backing off this mailbox %.1fs",
                 mailbox,
                 kind,
-                describe(exc),
+                "throttled by Exchange" if cause.throttling else "failed",
+                cause.text,
                 back_off,
             )
             raise Reschedule(back_off, block_mailbox=back_off) from exc
         except Exception as exc:
             delay = self.dispatcher.note_failure(key)
-            self.observer.error(mailbox, kind, type(exc).__name__)
+            self.observer.error(mailbox, kind, classify(exc).code)
             level = logging.WARNING if is_transient(exc) or isinstance(exc, ItemsNeedRetry) else logging.ERROR
             log.log(level, "%s: %s failed: %s; retrying in %.1fs", mailbox, kind, describe(exc), delay)
             permanent = not (
@@ -290,6 +304,7 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
         if target is None:
             return
         started = time.monotonic()
+        backfill = self._backfilling(mailbox, folder_id)  # a first sync: not counted as move latency
         fence = self._sync_fence(mailbox)  # commits only under the lease epoch held now (fleet)
         try:
             result = catch_up(replace(self.sync_context, fence=fence) if fence else self.sync_context, target)
@@ -315,9 +330,12 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
         self._add_totals(result)
         state.failing = False
         finished = time.monotonic()
-        self.observer.sync_finished(
-            mailbox, target.path, finished - started, result, finished - first_trigger
-        )
+        if backfill:
+            self.observer.backfilled(mailbox, target.path, finished - started, result)
+        else:
+            self.observer.sync_finished(
+                mailbox, target.path, finished - started, result, finished - first_trigger
+            )
 
     def _add_totals(self, result: SyncResult) -> None:
         with self._lock:

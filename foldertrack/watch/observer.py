@@ -36,3 +36,10 @@ class WatchObserver:
     def resubscribed(self, mailbox: str, code: str) -> None:
         """The server lost (or refused to stream) ``mailbox``'s subscription with EWS code ``code``: it is
         subscribed again, no sooner than :class:`~foldertrack.watch.streaming.ResubscribeLimiter` allows."""
+
+    def backfilled(self, mailbox: str, folder_path: str, seconds: float, result: SyncResult) -> None:
+        """A folder's first sync (backfill of the mails already there) committed: not a live move, so it
+        feeds no move → activity latency."""
+
+    def rules_reloaded(self, ok: bool) -> None:
+        """A rules reload finished: ``ok`` False when the new set was refused (the previous one runs on)."""

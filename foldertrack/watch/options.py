@@ -23,6 +23,7 @@ class WatchOptions:
     max_attachment_bytes: int = 5 * 1024 * 1024
     stream_timeout_minutes: int = 10
     stream_stall_timeout: float = 120.0
+    start_timeout: float = 60.0  # a mailbox not started after this is in error with its reason (ops/health.py)
     stuck_timeout: float = 600.0  # a mailbox's work without progress this long is stuck (ops/supervisor.py)
     streams_per_connection: int = MAX_IDS_PER_STREAM
     watch_rules_dir: bool = True

@@ -12,7 +12,7 @@ from foldertrack.retry import describe
 from foldertrack.state.types import utcnow
 from foldertrack.watch.events import FolderChanged, HierarchyChanged, SubscribeMailbox
 from foldertrack.watch.mailbox import MailboxState
-from foldertrack.watch.streaming import error_code
+from foldertrack.watch.resubscribe import error_code
 from foldertrack.watch.subscribing import POLL_AFTER_FAILURES
 
 if TYPE_CHECKING:

@@ -15,7 +15,8 @@ from exchangelib.services import SubscribeToStreaming, Unsubscribe
 from foldertrack.retry import describe
 from foldertrack.watch.dispatcher import Reschedule
 from foldertrack.watch.mailbox import MailboxState
-from foldertrack.watch.streaming import ResubscribeLimiter, StreamGroup, Subscription
+from foldertrack.watch.resubscribe import ResubscribeLimiter
+from foldertrack.watch.streaming import StreamGroup, Subscription
 
 if TYPE_CHECKING:
     from foldertrack.exchange.connection import ExchangeConnector

@@ -1,5 +1,7 @@
 """The watcher's timer thread: polling fallback, safety-net syncs, stalled streams, dead-letter replays,
-and the only writer of mailbox health (so a slow database never holds up a stream)."""
+the start-up deadline (a mailbox that cannot start within ``watch.start_timeout`` is in ``error`` with its
+reason, never ``starting`` for ever), and the only writer of mailbox health (so a slow database never
+holds up a stream)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from foldertrack.ops.health import started
 from foldertrack.retry import describe
 from foldertrack.state import watch_store as store
 from foldertrack.watch.events import FolderChanged, HierarchyChanged, SubscribeMailbox
@@ -37,6 +40,7 @@ class TimerMixin:
     _groups: list[StreamGroup]
     _stop: threading.Event
     _next_replay_check: float
+    ready: threading.Event
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(0.2):
@@ -48,6 +52,7 @@ class TimerMixin:
     def _tick(self, now: float) -> None:
         with self._lock:
             states = list(self._mailboxes.values())
+        self._check_start_deadline(states, now)
         self._flush_health(states)
         if now >= self._next_replay_check:
             self._next_replay_check = now + REPLAY_CHECK_INTERVAL
@@ -84,6 +89,41 @@ class TimerMixin:
                 )
                 group.last_envelope = now
                 group.kill_stream()
+
+    def _check_start_deadline(self, states: list[MailboxState], now: float) -> None:
+        """A mailbox not subscribed or polling ``start_timeout`` seconds after it appeared (Exchange
+        unreachable, a wrong URL, refused credentials, no answer at all) goes to ``error`` with the real
+        reason, and no longer holds readiness back; it keeps being retried."""
+        first_seen: dict[str, tuple[MailboxState, float]] = self.__dict__.setdefault("_first_seen", {})
+        timeout = self.options.start_timeout
+        pending = False
+        for state in states:
+            seen = first_seen.get(state.mailbox)
+            if seen is None or seen[0] is not state:  # new, or a fresh state after a lease came back
+                first_seen[state.mailbox] = (state, now)
+                pending = True
+                continue
+            if started(state) or state.failing or state.mode in ("stopped", "polling"):
+                continue
+            if now - seen[1] < timeout:
+                pending = True
+                continue
+            reason = state.last_error or "no answer from Exchange"
+            state.last_error = f"not started within {timeout:g}s: {reason}"
+            state.failing = state.start_failed = True
+            log.error("%s: %s", state.mailbox, state.last_error, extra={"mailbox": state.mailbox})
+        if len(first_seen) > len(states):
+            live = {s.mailbox for s in states}
+            for mailbox in [m for m in first_seen if m not in live]:
+                del first_seen[mailbox]
+        if not pending and not self.ready.is_set():
+            self._mark_ready_if_done()  # type: ignore[attr-defined]  # SubscribingMixin
+
+    def _backfilling(self, mailbox: str, folder_id: str) -> bool:
+        """Whether the folder's next catch-up is (part of) its first sync: mails already there, not moves."""
+        with self.engine.connect() as conn:
+            row = store.folder(conn, mailbox, folder_id)
+        return row is not None and (row.sync_state is None or not row.backfill_done)
 
     def _safety_delay(self) -> float:
         """The safety-net interval, ±50 % at random, so a thousand mailboxes are not all re-synced at once

@@ -186,7 +186,7 @@ def test_a_keeper_whose_database_is_gone_stops_claiming_ownership(pg_engine, mak
     a.engine = _unreachable_engine()  # every round fails from now on: like a partition
 
     wait_until(lambda: a.owned() == {}, TTL + 1, "a dropping its leases by its own clock")
-    assert sorted(lost) == boxes
+    wait_until(lambda: sorted(lost) == boxes, 2, "on_lost for each (on the keeper thread, just after)")
     assert a.errors > 0
     a.engine = pg_engine  # so the fixture's stop() can release
     watch.check()

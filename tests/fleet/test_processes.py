@@ -113,7 +113,7 @@ def test_kill_9_of_one_of_three_processes_moves_its_mailboxes_within_the_ttl(pro
 
     assert time.monotonic() - killed <= TTL + 1.0
     dead = next(i for i in fleet_status(probe)["instances"] if i["id"] == victim.id)
-    assert dead["state"] == "stale"
+    assert dead["state"] == "stopped" and dead["stop_reason"].startswith("process gone")  # reaped: same host
     epochs_then = dict.fromkeys(orphans, 0)
     wait_until(
         lambda: written_by_others(probe, victim.name, epochs_then), 5, "successors writing the orphans"

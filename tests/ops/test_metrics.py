@@ -77,6 +77,7 @@ def test_scrape_counts_tracked_mails_latency_modes_and_health(harness):
     watcher = harness.start_watcher(observer=PrometheusObserver())
     server = start_metrics("127.0.0.1:0", watcher)
     try:
+        harness.settle()  # the folders' first syncs (backfill) are done: what follows are live moves
         mailbox = harness.sim.mailbox(ALICE)
         first = mailbox.move_item(harness.sim.deliver(ALICE, _mail("one")), "Inbox/Customers/Contoso")
         mailbox.move_item(harness.sim.deliver(ALICE, _mail("two")), "Inbox/Customers/Contoso")
@@ -181,7 +182,10 @@ def _watcher_stub(*, ready=True, problem=None, modes=("streaming",)):
 
 def test_health_reasons():
     assert health_problem(_watcher_stub()) is None
-    assert health_problem(_watcher_stub(modes=("polling", "error"))) is None  # degraded, still tracking
+    assert health_problem(_watcher_stub(modes=("polling",))) is None  # its stream fails: still tracking
+    assert health_problem(_watcher_stub(modes=("polling", "error"))) == (  # partly working: not healthy
+        "degraded: 1 of 2 mailbox(es): m1@example.com (ErrorNonExistentMailbox: no such mailbox) in error"
+    )
     assert health_problem(_watcher_stub(problem="the timer thread died")) == "the timer thread died"
     assert health_problem(_watcher_stub(ready=False, modes=("streaming", "starting"))) == (
         "starting: 1 of 2 mailbox(es): m1@example.com (ErrorNonExistentMailbox: no such mailbox)"

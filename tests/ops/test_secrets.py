@@ -279,7 +279,7 @@ def test_metrics_health_and_json_logs_never_show_the_password(tmp_path):
                 what="the missing mailbox's error in /metrics",
             )
             status, metrics = fetch(server.url + "/metrics")
-            assert status == 200 and 'code="UnauthorizedError"' in metrics
+            assert status == 200 and 'code="unauthorized"' in metrics
             assert_absent(secrets, "/metrics", metrics)
             assert_absent(secrets, "/healthz", fetch(server.url + "/healthz")[1])
         finally:

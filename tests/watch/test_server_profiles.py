@@ -20,7 +20,7 @@ from foldertrack.retry import Backoff
 from foldertrack.simulator import MailSpec
 from foldertrack.simulator.profiles import PROFILES
 from foldertrack.testing.harness import Harness, options_for_tests, wait_until
-from foldertrack.watch.streaming import ResubscribeLimiter, is_lost_subscription
+from foldertrack.watch.resubscribe import ResubscribeLimiter, is_lost_subscription
 from tests.watch.conftest import ALICE, BOB, RECORDS
 
 CAROL = "carol@example.com"
