@@ -276,8 +276,8 @@ def sim_object(driver: Any) -> Any:
 
 
 class SyncTimes:
-    """A ``WatchObserver`` (duck-typed) that keeps each catch-up's duration and trigger age (the time from
-    the first trigger it served, e.g. a notification or a poll tick, to its commit)."""
+    """A ``WatchObserver`` that keeps each catch-up's duration and trigger age (the time from the first
+    trigger it served, e.g. a notification or a poll tick, to its commit); other hooks are no-ops."""
 
     def __init__(self) -> None:
         self.samples: list[tuple[float, float]] = []  # (duration, trigger age)
@@ -297,6 +297,12 @@ class SyncTimes:
 
     def mode_changed(self, mailbox, old, new) -> None:
         pass
+
+    def __getattr__(self, name: str):
+        """Hooks added to WatchObserver later (backfilled, delivered, …) are ignored too."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: None
 
 
 # -- observing the database --------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from exchangelib.errors import (
 )
 
 from foldertrack.errors import DatabaseError, TransientSinkError
+from foldertrack.sources.graph.errors import GraphTransientError
 
 #: Subscription errors after which we resubscribe (never with an old watermark).
 RESUBSCRIBE_ERRORS: tuple[type[Exception], ...] = (
@@ -61,6 +62,7 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     TimeoutError,
     TransientSinkError,
     DatabaseError,
+    GraphTransientError,  # Graph 429/503 (GraphThrottled), 5xx, timeouts, connection failures
     *RESUBSCRIBE_ERRORS,
 )
 

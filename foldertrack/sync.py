@@ -14,24 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from exchangelib import Message
-from exchangelib.errors import ErrorFolderNotFound, ErrorInvalidSyncStateData, ErrorItemNotFound
-from exchangelib.fields import FieldPath
-from exchangelib.items import ID_ONLY
-from exchangelib.properties import FolderId
-from exchangelib.services import SyncFolderItems
 from sqlalchemy import Connection, Engine
 
 from foldertrack import copies
 from foldertrack.delivery.decisions import OutboxWriter
 from foldertrack.errors import PermanentSinkError
-from foldertrack.exchange.bounds import bounded, fingerprint
+from foldertrack.exchange.bounds import fingerprint
 from foldertrack.exchange.connection import ExchangeConnector
-from foldertrack.exchange.convert import NotAMail, plain_datetime, to_activity
-from foldertrack.exchange.items import counts_against_item, fetch_items
 from foldertrack.model import Activity, RecordRef
 from foldertrack.retry import describe
 from foldertrack.sinks.base import ActivitySink
+from foldertrack.sources.base import CursorInvalid, FolderMissing, MailSource
+from foldertrack.sources.ews import EwsSource
 from foldertrack.state import watch_store as store
 from foldertrack.targets import Target
 
@@ -39,7 +33,6 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 512
 EMPTY_SYNC_WRITE_INTERVAL = timedelta(minutes=1)
-_RECEIVED = frozenset({FieldPath(field=Message.get_field_by_fieldname("datetime_received"))})
 
 
 class ItemsNeedRetry(Exception):
@@ -81,12 +74,18 @@ class SyncContext:
     outbox: OutboxWriter = field(default_factory=OutboxWriter)  # decisions for an external sink (delivery)
     # raises LeaseLostError in a write transaction once another instance took the mailbox over (fleet)
     fence: Callable[[Connection], None] | None = None
+    source: MailSource | None = None  # where mail is read (foldertrack.sources); None: EWS via ``connector``
+
+    def mail_source(self) -> MailSource:
+        if self.source is None:
+            self.source = EwsSource(self.connector)
+        return self.source
 
 
 def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
     """Bring ``target`` up to date with Exchange; raises transient errors for the dispatcher to retry."""
     result = SyncResult()
-    account = ctx.connector.account(target.mailbox)
+    source = ctx.mail_source()
     resynced = False
     with ctx.engine.connect() as conn:
         replay = store.replay_item_ids(conn, target.mailbox, target.folder_id)
@@ -96,24 +95,13 @@ def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
         if row is None:
             return result  # no longer tracked
         state = row.sync_state
-        service = SyncFolderItems(account=account)
         try:
-            changes = list(
-                service.call(
-                    folder=FolderId(id=target.folder_id),
-                    shape=ID_ONLY,
-                    additional_fields=_RECEIVED,
-                    sync_state=state,
-                    ignore=None,
-                    max_changes_returned=PAGE_SIZE,
-                    sync_scope=None,
-                )
-            )
-        except ErrorInvalidSyncStateData:
+            page = source.changes(target.mailbox, target.folder_id, state, PAGE_SIZE)
+        except CursorInvalid as exc:
             if resynced:
-                raise
+                raise (exc.__cause__ or exc) from None
             log.warning(
-                "%s %s: sync state rejected by Exchange; resyncing from scratch", target.mailbox, target.path
+                "%s %s: sync state rejected by %s; resyncing from scratch", target.mailbox, target.path, source.name
             )
             with store.writing(ctx.engine) as conn:
                 if ctx.fence is not None:
@@ -121,9 +109,9 @@ def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
                 store.reset_sync_state(conn, row.id)
             resynced = True
             continue
-        except ErrorFolderNotFound as exc:
+        except FolderMissing as exc:
             raise FolderGone(target.folder_id) from exc
-        new_state, last_page = service.sync_state, service.includes_last_item_in_range
+        changes, new_state, last_page = page.changes, page.cursor, page.last
         backfill_pass = state is None or not row.backfill_done  # every page of the first sync
         _apply_page(ctx, target, row, state, new_state, changes, backfill_pass, last_page, result, replay)
         replay = []
@@ -165,51 +153,17 @@ def _apply_page(
             continue
         wanted.append(item_id)
     wanted.extend(i for i in replay if i not in wanted)  # `foldertrack retry` replays, retrying items
-    gone: list[str] = []
-    account = ctx.connector.account(target.mailbox)
-    fetched = (
-        fetch_items(account, wanted, probe=lambda: copies.probe_item(ctx.engine, target, wanted))
-        if wanted
-        else {}
+    source = ctx.mail_source()
+    fetched = source.fetch(
+        ctx.engine,
+        target,
+        wanted,
+        max_attachment_bytes=ctx.max_attachment_bytes,
+        resolve_address=ctx.resolve_address,
     )
-
-    activities: dict[str, Activity] = {}
-    arrivals: dict[str, datetime | None] = {}
-    failed: list[tuple[str, BaseException, Activity | None]] = []
-    for item_id in wanted:
-        item = fetched.get(item_id)
-        if isinstance(item, ErrorItemNotFound):
-            gone.append(item_id)  # moved on since the sync saw it; the next sync shows where it went
-            continue
-        if isinstance(item, Exception):
-            if not counts_against_item(item):
-                raise item
-            failed.append((item_id, item, None))
-            continue
-        arrivals[item_id] = plain_datetime(getattr(item, "last_modified_time", None))
-        try:
-            activities[item_id] = to_activity(
-                item,
-                mailbox=target.mailbox,
-                folder_id=target.folder_id,
-                folder_path=target.path,
-                regarding=target.record,
-                max_attachment_bytes=ctx.max_attachment_bytes,
-                resolve_address=ctx.resolve_address,
-            )
-        except NotAMail as exc:
-            log.info("%s %s: skipping item that is not a mail (%s)", target.mailbox, target.path, exc)
-            result.skipped += 1
-        except ErrorItemNotFound:  # moved away while its attachments were read: gone, not failing
-            gone.append(item_id)
-        except Exception as exc:  # a malformed mail must not stop the folder
-            if not counts_against_item(exc):
-                raise
-            failed.append((item_id, exc, None))
-        else:
-            activities[item_id] = bounded(activities[item_id], target.mailbox, target.path)
-
-    moved = copies.moved_owner_copies(ctx.engine, target, account, activities.values())
+    activities, arrivals, gone, failed = fetched.activities, fetched.arrivals, fetched.gone, fetched.failed
+    result.skipped += fetched.skipped
+    moved = source.moved_copies(ctx.engine, target, activities) if activities else set()
     with store.writing(ctx.engine) as conn:
         if ctx.fence is not None:
             ctx.fence(conn)

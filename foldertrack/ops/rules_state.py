@@ -66,14 +66,14 @@ class RulesState:
         if empty:
             kind = NO_RULE_FILES
             message = (
-                f"the rules directory has no rule files (*.yaml) any more: {exc.problems[0].file}; "
+                f"the rules directory has no rule files (*.yaml) any more: {exc.problems[0].path}; "
                 f"still running the previous {self.files} file(s) until a valid set loads"
             )
             log.error("RULES DIRECTORY EMPTY: %s", message)
         else:
             kind = RELOAD_FAILED
             first = exc.problems[0] if exc.problems else None
-            where = f"{first.file}:{first.line}: {first.message}" if first else "invalid rules"
+            where = str(first) if first else "invalid rules"
             more = f" (+{len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
             message = f"rules reload failed, previous rules still running: {where}{more}"
         with self._lock:

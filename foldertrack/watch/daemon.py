@@ -33,6 +33,8 @@ from foldertrack.retry import describe, is_transient, server_back_off
 from foldertrack.rules.loader import load_rules
 from foldertrack.sinks.base import ActivitySink
 from foldertrack.sinks.sql import SqlActivitySink
+from foldertrack.sources.base import MailSource
+from foldertrack.sources.graph.errors import GraphThrottled
 from foldertrack.state import watch_store as store
 from foldertrack.state.records import RecordDirectory
 from foldertrack.sync import FolderGone, ItemsNeedRetry, SyncContext, SyncResult, catch_up
@@ -81,6 +83,7 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
         on_tracked: Callable[[Target, object, str], None] | None = None,
         observer: WatchObserver | None = None,
         feedback: Any = None,
+        source: MailSource | None = None,  # None: EWS through ``connector`` (foldertrack.sources)
     ):
         self.options = options
         self.engine = engine
@@ -122,6 +125,7 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
             on_tracked=on_tracked,
             on_page=self.dispatcher.note_progress,
             outbox=OutboxWriter(sink.name if self.delivery is not None else None),
+            source=source,
         )
         self._retiring: set[str] = set()  # mailboxes no rule names any more, held until retired
         self.fleet = self._make_fleet()  # mailbox leases: only the mailboxes held here are watched
@@ -169,7 +173,10 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
         self.rules_state.clear()
         if self.fleet is not None:
             self.fleet.stop()  # hand every lease back at once: other instances take over in seconds
-        self.connector.close()
+        if self.connector is not None:
+            self.connector.close()
+        if self.sync_context.source is not None:
+            self.sync_context.source.close()
 
     def check(self) -> str | None:
         """None when healthy, else why not (a dead thread: the supervisor exits so systemd restarts us)."""
@@ -285,6 +292,12 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
                 cause.text,
                 back_off,
             )
+            raise Reschedule(back_off, block_mailbox=back_off) from exc
+        except GraphThrottled as exc:  # Graph 429/503: that mailbox waits its Retry-After, others go on
+            back_off = max(exc.retry_after or 0.0, 0.5)
+            self.observer.error(mailbox, kind, classify(exc).code)
+            self._note_error(mailbox, kind, describe(exc), permanent=False)
+            log.warning("%s: %s throttled by Graph, backing off this mailbox %.1fs", mailbox, kind, back_off)
             raise Reschedule(back_off, block_mailbox=back_off) from exc
         except Exception as exc:
             delay = self.dispatcher.note_failure(key)

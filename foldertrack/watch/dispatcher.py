@@ -1,8 +1,9 @@
 """One dispatcher feeds the sync workers (STYLE §2).
 
 Producers only ``put()`` events. Work is keyed (``("sync", mailbox, folder_id)``, ``("hierarchy", mailbox)``,
-``("subscribe", mailbox)``), so a burst of notifications for one folder collapses into one catch-up
-(debounce); an event that arrives while its work runs marks it to run once more afterwards. At most one
+``("subscribe", mailbox)``). The first event for a folder starts its catch-up at once (no fixed wait: that
+was most of the move → activity latency); events that arrive while it runs mark it to run exactly once more
+afterwards, ``debounce`` later, so a burst of notifications collapses into one more catch-up. At most one
 piece of work per mailbox runs at a time, and a mailbox the server throttled waits out its back-off
 without holding up the others. A handler that raises never stops a worker (STYLE §3).
 """
@@ -110,9 +111,8 @@ class Dispatcher:
         """Schedule the work an event calls for (thread-safe, never blocks on I/O)."""
         key = work_key(event)
         if delay is None:
-            delay = self._hierarchy_debounce if key[0] == "hierarchy" else self._debounce
-            if key[0] == "subscribe":
-                delay = 0.0
+            # a catch-up starts on its first event; the debounce only spaces the re-run of busy work
+            delay = self._hierarchy_debounce if key[0] == "hierarchy" else 0.0
         with self._cond:
             self.stats.events += 1
             self._reasons[key].append(event.reason)

@@ -32,6 +32,7 @@ class MailboxState:
     failing: bool = False  # a permanent error since the last success: status shows mode "error"
     health_written: tuple | None = None  # what the timer last wrote to subscription_health
     stuck: str | None = None  # set by the supervisor while the mailbox's work makes no progress (H5)
+    tree_read_at: float = 0.0  # monotonic time of the last folder-tree read (coalesces folder ModifiedEvents)
 
     def health(self) -> dict:
         """The subscription_health values this state stands for (the timer writes them when they change)."""

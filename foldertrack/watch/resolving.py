@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
-from foldertrack.exchange.hierarchy import load_tree
+from foldertrack.rules.paths import same_path
 from foldertrack.state import watch_store as store
 from foldertrack.state.records import RecordDirectory
 from foldertrack.targets import anchors, resolve_targets
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from foldertrack.exchange.connection import ExchangeConnector
+    from foldertrack.sync import SyncContext
     from foldertrack.watch.dispatcher import Dispatcher
     from foldertrack.watch.options import WatchOptions
 
@@ -39,6 +41,7 @@ class ResolvingMixin:
     dispatcher: Dispatcher
     _lock: threading.RLock
     _mailboxes: dict[str, MailboxState]
+    sync_context: SyncContext
 
     def _resolve(self, mailbox: str, reasons: list[str]) -> None:
         """Re-read the folder tree, resolve the mailbox's rules to folders, (re)subscribe if that changed."""
@@ -51,8 +54,8 @@ class ResolvingMixin:
                 store.replace_rule_issues(conn, mailbox, [])
             self._retire_mailbox(state)
             return
-        account = self.connector.account(mailbox)
-        state.tree = load_tree(account, state.tree)
+        state.tree = self.sync_context.mail_source().load_tree(mailbox, state.tree)  # EWS or Graph
+        state.tree_read_at = time.monotonic()  # folder ModifiedEvents coalesce their reads around this
         resolved_for = (state.tree.revision, state.rules)
         if (
             state.resolved
@@ -76,7 +79,7 @@ class ResolvingMixin:
                 t.rule_source,
                 None if t.via == "rule" else t.configured_path,
                 "stale_path"
-                if t.path.casefold() != t.configured_path.casefold() and t.via == "rule"
+                if not same_path(t.path, t.configured_path) and t.via == "rule"
                 else "active",
             )
             for t in targets

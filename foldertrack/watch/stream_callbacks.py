@@ -23,6 +23,40 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("foldertrack.watch")
 
+#: a folder ModifiedEvent that no item event explains reads the folder tree at most once per this many
+#: seconds per mailbox (a rename shows within it; an item-count change costs no SyncFolderHierarchy each time)
+FOLDER_MODIFIED_COALESCE = 2.0
+_FOLDER_ATTRIBUTES = ("parent_folder_id", "old_parent_folder_id", "folder_id", "old_folder_id")
+
+
+def _named_folders(event) -> set[str]:
+    """Every folder id an event names: item parent, old parent, or the folder itself (never filter on type)."""
+    names = {getattr(getattr(event, a, None), "id", None) for a in _FOLDER_ATTRIBUTES}
+    names.discard(None)
+    return names  # type: ignore[return-value]
+
+
+def tree_events(events, watch_ids: frozenset[str]) -> tuple[bool, bool]:
+    """(structural, modified) for the folder events naming a watched folder: ``structural`` when one can
+    change the tree (a folder created, deleted, moved or copied); ``modified`` when a folder's ModifiedEvent
+    is not explained by an item event of the same notification in that folder (an item moved in or out
+    changes its counts, a rename does not come with one)."""
+    explained: set[str] = set()
+    folder_modified: set[str] = set()
+    structural = False
+    for event in events:
+        names = _named_folders(event) & watch_ids
+        if getattr(event, "item_id", None) is not None:
+            explained |= names
+            continue
+        if getattr(event, "folder_id", None) is None or not names:
+            continue
+        if type(event).__name__ == "ModifiedEvent":
+            folder_modified.add(event.folder_id.id)
+        else:
+            structural = True
+    return structural, bool(folder_modified - explained)
+
 
 class StreamCallbacksMixin:
     """The stream readers' callbacks (part of :class:`~foldertrack.watch.daemon.Watcher`)."""
@@ -35,27 +69,32 @@ class StreamCallbacksMixin:
     _groups: list[StreamGroup]
 
     def _on_notification(self, mailbox: str, notification) -> None:
+        """Enqueue one catch-up per tracked folder the notification names (however many of its events name
+        it), and a folder-tree read only for events that can change the tree (see :func:`tree_events`)."""
         with self._lock:
             state = self._mailboxes.get(mailbox)
             if state is None:
                 return
             targets = state.targets
             watch_ids = state.watch_ids
-        for event in notification.events or []:
-            names = {
-                getattr(getattr(event, a, None), "id", None)
-                for a in ("parent_folder_id", "old_parent_folder_id", "folder_id", "old_folder_id")
-            }
-            names.discard(None)
-            for folder_id in names & set(targets):
-                self.dispatcher.put(FolderChanged(mailbox, folder_id, "event"))
-            is_folder_event = (
-                getattr(event, "folder_id", None) is not None and getattr(event, "item_id", None) is None
-            )
-            if is_folder_event and names & watch_ids:
-                self.dispatcher.put(HierarchyChanged(mailbox, "folder-event"))
-        if notification.events:
-            self.observer.events_received(mailbox, len(notification.events))
+        events = notification.events or []
+        changed: dict[str, None] = {}  # tracked folders named, in order of appearance
+        for event in events:
+            for folder_id in _named_folders(event):
+                if folder_id in targets:
+                    changed.setdefault(folder_id)
+        for folder_id in changed:
+            self.dispatcher.put(FolderChanged(mailbox, folder_id, "event"))
+        structural, modified = tree_events(events, watch_ids)
+        if structural:
+            self.dispatcher.put(HierarchyChanged(mailbox, "folder-event"))
+        elif modified:
+            # a folder's ModifiedEvent no item event explains: a rename, or an item count on a server that
+            # sends only that for a move. Read the tree, but at most once per FOLDER_MODIFIED_COALESCE s.
+            wait = state.tree_read_at + FOLDER_MODIFIED_COALESCE - time.monotonic()
+            self.dispatcher.put(HierarchyChanged(mailbox, "folder-modified"), delay=max(wait, 0.5))
+        if events:
+            self.observer.events_received(mailbox, len(events))
             state.last_event_at = utcnow()  # written to the database by the timer, never from the stream
 
     def _on_connected(self, mailboxes: list[str]) -> None:

@@ -14,12 +14,14 @@ from exchangelib.services import SubscribeToStreaming, Unsubscribe
 
 from foldertrack.retry import describe
 from foldertrack.watch.dispatcher import Reschedule
+from foldertrack.watch.events import FolderChanged
 from foldertrack.watch.mailbox import MailboxState
 from foldertrack.watch.resubscribe import ResubscribeLimiter
 from foldertrack.watch.streaming import StreamGroup, Subscription
 
 if TYPE_CHECKING:
     from foldertrack.exchange.connection import ExchangeConnector
+    from foldertrack.sync import SyncContext
     from foldertrack.watch.options import WatchOptions
 
 log = logging.getLogger("foldertrack.watch")
@@ -38,11 +40,15 @@ class SubscribingMixin:
     _mailboxes: dict[str, MailboxState]
     _groups: list[StreamGroup]
     resubscribes: ResubscribeLimiter
+    sync_context: SyncContext
 
     def _subscribe(self, mailbox: str) -> None:
         with self._lock:
             state = self._mailboxes.get(mailbox)
         if state is None or not state.watch_ids:
+            return
+        if not self.sync_context.mail_source().streams:  # Graph: the poll timer triggers the catch-ups
+            self._poll_only(state)
             return
         wait = self.resubscribes.acquire(mailbox)
         if wait:  # subscribed too often lately: poll meanwhile, try again later (status shows why)
@@ -79,6 +85,17 @@ class SubscribingMixin:
         # Streaming has no watermark: whatever happened before this point is read by a catch-up sync, of
         # the folders and of the folder tree (a folder created or renamed meanwhile).
         self._catch_up_mailbox(state, "resubscribed")
+        self._mark_ready_if_done()
+
+    def _poll_only(self, state: MailboxState) -> None:
+        """A source without streaming (Graph): the mailbox polls its delta chains every ``poll_interval``."""
+        with self._lock:
+            state.subscribed_ids = state.watch_ids
+        if state.mode != "polling":
+            self._set_mode(state, "polling")
+        state.failing = False
+        for folder_id in list(state.targets):
+            self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "polling"))
         self._mark_ready_if_done()
 
     def _drop_subscription(self, state: MailboxState) -> None:

@@ -20,6 +20,7 @@ from foldertrack.watch.mailbox import MailboxState
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from foldertrack.sync import SyncContext
     from foldertrack.watch.dispatcher import Dispatcher
     from foldertrack.watch.options import WatchOptions
     from foldertrack.watch.streaming import StreamGroup
@@ -41,6 +42,7 @@ class TimerMixin:
     _stop: threading.Event
     _next_replay_check: float
     ready: threading.Event
+    sync_context: SyncContext
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(0.2):
@@ -66,7 +68,9 @@ class TimerMixin:
                 state.next_poll = now + self.options.poll_interval
                 for folder_id in list(state.targets):
                     self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "poll"))
-                if (
+                if not self.sync_context.mail_source().streams:  # Graph: folder tree changes by delta too
+                    self.dispatcher.put(HierarchyChanged(state.mailbox, "poll"))
+                elif (
                     state.subscription_id is None
                     and self.dispatcher.attempts(("subscribe", state.mailbox)) == 0
                 ):

@@ -18,7 +18,7 @@ import threading
 from sqlalchemy import Engine, text
 
 from foldertrack.errors import LeaseLostError
-from foldertrack.fleet import LeaseKeeper, assert_fenced
+from foldertrack.fleet import LeaseKeeper, assert_fenced, guard_sessions
 from foldertrack.state.database import SQLITE_BEGIN_OPTION, open_database
 from tests.fleet.ownership import OwnershipSampler
 
@@ -67,6 +67,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     engine = open_database(args.url)
+    guard_sessions(engine, args.ttl)  # as `foldertrack run` does: a writer frozen mid-transaction lets go
     keeper = LeaseKeeper(engine, name=args.name, ttl=args.ttl, claim_interval=args.claim_interval)
     keeper.set_mailboxes(args.mailboxes.split(","))
     stop_writing = threading.Event()

@@ -24,7 +24,7 @@ from tests.watch.conftest import ALICE, BOB
 
 TOTAL_KEYS = {"mailboxes", "folders", "tracked", "backlog", "dead_letters", "warnings", "modes",
               "outbox_backlog", "delivery_dead_letters"}  # fmt: skip
-FOLDER_KEYS = {"path", "configured_path", "status", "rule", "tracked", "last_sync_at"}
+FOLDER_KEYS = {"path", "configured_path", "status", "rule", "tracked", "last_sync_at", "backfill"}
 WARNING_KEYS = {"kind", "rule", "path", "message", "since"}
 
 

@@ -1,0 +1,236 @@
+"""The Microsoft Graph source behind :class:`~foldertrack.sources.base.MailSource`.
+
+- Folder tree: ``mailFolders/delta`` from ``msgfolderroot`` (the tree's ``sync_state`` is its delta link),
+  built into the same :class:`~foldertrack.exchange.hierarchy.FolderTree` the rules resolve against.
+- A folder's changes: one ``messages/delta`` page per call; the whole next/delta link is the cursor the
+  synchroniser commits with the page's effects; ``@removed`` = departure; 410 → :class:`CursorInvalid`.
+- Items: ``$batch`` GETs (20 per request) with attachment metadata, then file contents up to the limit.
+- Ids are immutable (``Prefer: IdType="ImmutableId"``), so a mail moved between two tracked folders keeps
+  its id: that alone tells the move (no request).
+
+https://learn.microsoft.com/graph/delta-query-messages
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import Engine
+
+from foldertrack.exchange.bounds import bounded
+from foldertrack.exchange.hierarchy import FolderNode, FolderTree
+from foldertrack.model import Activity, RecordRef
+from foldertrack.sources.base import (
+    Change,
+    ChangePage,
+    CursorInvalid,
+    FetchResult,
+    FolderMissing,
+    MailSource,
+)
+from foldertrack.sources.graph import items
+from foldertrack.sources.graph.client import GraphClient
+from foldertrack.sources.graph.delta import DEFAULT_PAGE_SIZE, folder_delta, message_delta, user_path
+from foldertrack.sources.graph.errors import (
+    GraphNotFound,
+    GraphSyncStateNotFound,
+    GraphTransientError,
+)
+from foldertrack.state import watch_store as store
+from foldertrack.targets import Target
+
+log = logging.getLogger("foldertrack.sync")
+
+#: what an activity is built from, plus when the copy arrived in its folder (see sync._track)
+FETCH_SELECT = (*items.MESSAGE_SELECT, "lastModifiedDateTime")
+
+
+class GraphSource(MailSource):
+    """Mailboxes read through Microsoft Graph (app-only, ``Mail.Read`` or ``Mail.ReadWrite``)."""
+
+    name = "graph"
+    streams = False  # triggers: the watcher's short delta poll (or change notifications)
+
+    def __init__(self, client: GraphClient, *, page_size: int = DEFAULT_PAGE_SIZE):
+        self.client = client
+        self.page_size = page_size
+
+    # -- folders ---------------------------------------------------------------------------------------------
+
+    def load_tree(self, mailbox: str, tree: FolderTree | None) -> FolderTree:
+        if tree is None or tree.sync_state is None:
+            root = self.client.get(
+                mailbox, f"{user_path(mailbox)}/mailFolders/msgfolderroot", params={"$select": "id"}
+            )
+            trash = self.client.get(
+                mailbox, f"{user_path(mailbox)}/mailFolders/deleteditems", params={"$select": "id"}
+            )
+            tree = FolderTree(root_id=str(root["id"]), trash_id=str(trash["id"]))
+        chain = folder_delta(self.client, mailbox, self.page_size)
+        for page in chain.pages(tree.sync_state):
+            if page.restarted:  # the folder delta link expired: the whole tree again
+                tree.nodes.clear()
+                tree.revision += 1
+            for entry in page.changed:
+                old = tree.nodes.get(str(entry["id"]))
+                node = FolderNode(
+                    str(entry["id"]),
+                    str(entry.get("displayName") or (old.name if old else "")),
+                    entry.get("parentFolderId") or (old.parent_id if old else None),
+                )
+                if node != old:
+                    tree.apply("update" if old else "create", node.id, node)
+            for folder_id in page.removed:
+                if folder_id in tree.nodes:
+                    tree.apply("delete", folder_id, None)
+            tree.sync_state = page.cursor
+        return tree
+
+    # -- a folder's changes ----------------------------------------------------------------------------------
+
+    def changes(self, mailbox: str, folder_id: str, cursor: str | None, page_size: int) -> ChangePage:
+        link = cursor or message_delta(self.client, mailbox, folder_id, page_size=self.page_size).start
+        try:
+            body = self.client.get(mailbox, link, page_size=min(page_size, self.page_size))
+        except GraphSyncStateNotFound as exc:
+            raise CursorInvalid(str(exc)) from exc
+        except GraphNotFound as exc:
+            raise FolderMissing(folder_id) from exc
+        changes: list[tuple[str, Any]] = []
+        for entry in body.get("value", []):
+            if "@removed" in entry:
+                changes.append(("delete", Change(str(entry["id"]))))
+            else:
+                received = items.parse_time(entry.get("receivedDateTime"))
+                changes.append(("create", Change(str(entry["id"]), received)))
+        next_link = body.get("@odata.nextLink")
+        new_cursor = next_link or body.get("@odata.deltaLink")
+        if not new_cursor:
+            raise GraphTransientError("Graph delta page without @odata.nextLink or @odata.deltaLink")
+        return ChangePage(changes, str(new_cursor), next_link is None)
+
+    # -- items -----------------------------------------------------------------------------------------------
+
+    def fetch(
+        self,
+        engine: Engine,
+        target: Target,
+        item_ids: Sequence[str],
+        *,
+        max_attachment_bytes: int,
+        resolve_address: Callable[[str], RecordRef | None],
+    ) -> FetchResult:
+        out = FetchResult()
+        wanted = list(dict.fromkeys(item_ids))
+        if not wanted:
+            return out
+        mailbox = target.mailbox
+        query = urlencode(
+            {
+                "$select": ",".join(FETCH_SELECT),
+                "$expand": f"attachments($select={','.join(items.ATTACHMENT_SELECT)})",
+            }
+        )
+        calls = [("GET", f"{items.message_path(mailbox, i)}?{query}", None) for i in wanted]
+        for item_id, answer in zip(wanted, self.client.batch(mailbox, calls), strict=True):
+            if answer.error is not None:
+                if isinstance(answer.error, GraphNotFound):
+                    out.gone.append(item_id)  # moved on or deleted since the delta saw it
+                elif isinstance(answer.error, GraphTransientError):
+                    raise answer.error  # throttled, server trouble: retry the folder, not the item
+                else:
+                    out.failed.append((item_id, answer.error, None))
+                continue
+            out.arrivals[item_id] = items.parse_time(answer.body.get("lastModifiedDateTime"))
+            try:
+                activity = self._activity(target, answer.body, max_attachment_bytes, resolve_address)
+            except GraphNotFound:
+                out.gone.append(item_id)
+            except GraphTransientError:
+                raise
+            except Exception as exc:  # a malformed message must not stop the folder
+                out.failed.append((item_id, exc, None))
+            else:
+                out.activities[item_id] = bounded(activity, mailbox, target.path)
+        return out
+
+    def _activity(
+        self,
+        target: Target,
+        message: dict[str, Any],
+        max_attachment_bytes: int,
+        resolve_address: Callable[[str], RecordRef | None],
+    ) -> Activity:
+        mailbox, message_id = target.mailbox, str(message["id"])
+        files = (
+            items.attachments(self.client, mailbox, message, max_attachment_bytes)
+            if message.get("attachments")
+            else ()
+        )
+        key_body = (
+            None
+            if message.get("internetMessageId")
+            else items.fetch_text_body(self.client, mailbox, message_id)
+        )
+        return items.to_activity(
+            message,
+            mailbox=mailbox,
+            folder_id=target.folder_id,
+            folder_path=target.path,
+            regarding=target.record,
+            resolve_address=resolve_address,
+            attachments=files,
+            key_body=key_body,
+        )
+
+    def moved_copies(self, engine: Engine, target: Target, fetched: dict[str, Activity]) -> set[str]:
+        """An immutable id seen here that the owner folder's ledger row also holds is the same item: moved.
+        A different id (a copy) moved only if the owner's item left its folder (one GET each)."""
+        owners: dict[str, tuple[str, str, str]] = {}  # key -> (item id here, owner's item id, owner folder)
+        with engine.connect() as conn:
+            for item_id, activity in fetched.items():
+                link = store.link(conn, activity.key)
+                if (
+                    link is None
+                    or link.state != "tracked"
+                    or link.owner_mailbox != target.mailbox
+                    or link.owner_folder_id == target.folder_id
+                ):
+                    continue
+                entry = store.ledger_entry(conn, target.mailbox, activity.key, link.owner_folder_id)
+                if entry is not None and entry.state == "present":
+                    owners[activity.key] = (item_id, entry.item_id, link.owner_folder_id)
+        moved: set[str] = set()
+        for key, (here, owner_item, owner_folder) in owners.items():
+            if here == owner_item or not self._still_in(target.mailbox, owner_item, owner_folder):
+                moved.add(key)
+        return moved
+
+    def _still_in(self, mailbox: str, item_id: str, folder_id: str) -> bool:
+        try:
+            body = self.client.get(
+                mailbox, items.message_path(mailbox, item_id), params={"$select": "parentFolderId"}
+            )
+        except GraphNotFound:
+            return False
+        return str(body.get("parentFolderId")) == folder_id
+
+    # -- write-back ------------------------------------------------------------------------------------------
+
+    def set_categories(self, mailbox: str, item_id: str, add: str | None, remove: str | None) -> None:
+        """Read the message's categories, write the new list with one PATCH (nothing when unchanged)."""
+        path = items.message_path(mailbox, item_id)
+        current = list(
+            self.client.get(mailbox, path, params={"$select": "categories"}).get("categories") or []
+        )
+        wanted = [c for c in current if remove is None or c.casefold() != remove.casefold()]
+        if add is not None and all(c.casefold() != add.casefold() for c in wanted):
+            wanted.append(add)
+        if wanted != current:
+            items.set_categories(self.client, mailbox, item_id, wanted)
+
+    def close(self) -> None:
+        self.client.close()
