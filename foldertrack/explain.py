@@ -52,6 +52,8 @@ class Story:
     link: dict[str, Any] | None = None
     seen: list[dict[str, Any]] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
+    #: other mails that reused this Message-ID with different content (not tracked; first content kept)
+    collisions: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     verdict: str = ""
@@ -164,6 +166,7 @@ def _story(conn: Connection, key: str, mailbox: str | None) -> Story:
                 "last_attempt_at": d.last_attempt_at,
             }
         )
+    story.collisions = _collisions(conn, key)
     story.deliveries = _deliveries(conn, key)
     story.verdict = _verdict(story)
     return story
@@ -176,6 +179,24 @@ def _path(conn: Connection, mailbox: str, folder_id: str) -> str:
         )
     ).scalar_one_or_none()
     return path or f"(folder {folder_id[:12]}…)"
+
+
+def _collisions(conn: Connection, key: str) -> list[dict[str, Any]]:
+    """Mails with different content that reused ``key``'s Message-ID (schema 0005 on; none before)."""
+    table = getattr(schema, "key_collisions", None)
+    if table is None or not inspect(conn).has_table(table.name):
+        return []
+    rows = conn.execute(select(table).where(table.c.activity_key == key).order_by(table.c.at)).mappings()
+    return [
+        {
+            "mailbox": r["mailbox"],
+            "folder": _path(conn, r["mailbox"], r["folder_id"]),
+            "subject": r["subject"],
+            "sender": r["sender"],
+            "at": r["at"],
+        }
+        for r in rows
+    ]
 
 
 def _deliveries(conn: Connection, key: str) -> list[dict[str, Any]]:
@@ -203,6 +224,11 @@ def _verdict(story: Story) -> str:
         text = f"tracked from {where}, regarding {regarding}"
         if story.conflicts:
             text += f"; {len(story.conflicts)} conflict(s) with other mailboxes"
+        if story.collisions:
+            text += (
+                f"; {len(story.collisions)} other mail(s) reused its Message-ID with different content"
+                " (not tracked, first content kept)"
+            )
         return text
     if link is not None:
         return f"untracked (moved out of {link['owner_folder']} with on_leave: untrack)"

@@ -122,6 +122,11 @@ def _story_lines(story: Story) -> list[str]:
             f"  conflict: {c['mailbox']} {c['folder']} ({c['policy']}): kept {c['kept'] or 'no record'}, "
             f"not {c['other'] or 'no record'} ({_when(c['at'])})"
         )
+    for c in story.collisions:
+        lines.append(
+            f"  Message-ID reused by a different mail: {c['mailbox']} {c['folder']} "
+            f"from {c['sender'] or '?'} {c['subject']!r} ({_when(c['at'])}): not tracked, first content kept"
+        )
     for f in story.failures:
         lines.append(
             f"  failure #{f['id']} ({f['status']}, {f['attempts']} attempt(s)) in {f['mailbox']} {f['folder']}: "

@@ -7,6 +7,8 @@ import threading
 
 import click
 
+from foldertrack.simulator.profiles import PROFILES
+
 DEFAULT_MAILBOXES = ("alice@example.com", "bob@example.com")
 
 
@@ -41,6 +43,13 @@ DEFAULT_MAILBOXES = ("alice@example.com", "bob@example.com")
 @click.option("--client-id", default=None, metavar="ID", help="Client id of the demo app registration.")
 @click.option("--client-secret", default=None, metavar="SECRET", help="Client secret of the demo app.")
 @click.option("--seed-crm/--no-seed-crm", default=True, show_default=True, help="Create demo CRM records.")
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default="exchange",
+    show_default=True,
+    help="Server profile: behave like Exchange, or like a server that differs in one documented way.",
+)
 def simulator(
     host: str,
     port: int,
@@ -53,6 +62,7 @@ def simulator(
     client_id: str | None,
     client_secret: str | None,
     seed_crm: bool,
+    profile: str,
 ) -> None:
     """Run an in-memory Exchange (EWS) server, Entra ID token endpoint and Dataverse until Ctrl+C or SIGTERM."""
     from foldertrack.simulator import Simulator
@@ -61,6 +71,7 @@ def simulator(
     if tls_port is None:
         tls_port = port + 1 if port else 0
     sim = Simulator(host=host, port=port, tls_port=tls_port)
+    sim.use_profile(profile)
     for address in mailboxes or DEFAULT_MAILBOXES:
         mb = sim.add_mailbox(address, password=password)
         for path in folders:

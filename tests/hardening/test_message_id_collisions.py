@@ -7,6 +7,7 @@ true duplicate) keeps sharing the one activity.
 
 from __future__ import annotations
 
+from foldertrack.explain import find_stories
 from foldertrack.ops.metrics import PrometheusObserver
 from foldertrack.ops.status import collect_status
 from foldertrack.state.schema import key_collisions, ledger
@@ -47,6 +48,9 @@ def test_a_reused_message_id_keeps_the_first_content_and_is_flagged(tmp_path, ca
         assert "Message-ID collision" in caplog.text
         sample = observer.registry.get_sample_value("foldertrack_items_total", {"outcome": "collision"})
         assert sample == 1.0
+        (story,) = find_stories(h.engine, message_id=SHARED_ID)
+        assert story.collisions[0]["sender"] == "mallory@evil.example"
+        assert "reused its Message-ID with different content" in story.verdict
 
         file(h, original, FABRIKAM, mailbox=BOB)  # the same mail, Bob's copy: no collision, one activity
         h.wait_for(lambda: len(rows(h, ledger)) == 2, 10, "Bob's copy in the ledger")

@@ -42,3 +42,24 @@ def test_runs_in_foreground_and_stops_on_sigterm():
         _out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert "simulator stopped" in err
+
+
+def test_profile_option_switches_the_server_behaviour():
+    """``--profile html-only-bodies`` reaches the running simulator (each profile's behaviour: test_sim_profiles)."""
+    cmd = [sys.executable, "-m", "foldertrack", "simulator", "--port", "0", "--profile", "html-only-bodies"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
+    try:
+        url = proc.stdout.readline().split()[-1]
+        snapshot = requests.get(url.replace("/EWS/Exchange.asmx", "/control/faults"), timeout=5).json()
+        assert snapshot.get("profile") == "html-only-bodies", snapshot
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0
+
+
+def test_unknown_profile_is_a_usage_error():
+    result = CliRunner().invoke(main, ["simulator", "--profile", "exchange-2003"])
+    assert result.exit_code == 2 and "exchange-2003" in result.output
