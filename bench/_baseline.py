@@ -42,17 +42,20 @@ ITEM_FIELDS = (
 )
 GET_ITEM_CHUNK = 50
 PAGE_SIZE = 512
+#: the baseline's own tables (beside the watcher's in a PostgreSQL scratch database)
+TABLE = "plain_activities"
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS activities (subject TEXT, message_id TEXT, sender TEXT, body TEXT,"
-    " folder_id TEXT, tracked_at TEXT)",
-    "CREATE TABLE IF NOT EXISTS sync_states (folder_id TEXT PRIMARY KEY, state TEXT)",
+    f"CREATE TABLE IF NOT EXISTS {TABLE} (subject TEXT, message_id TEXT, sender TEXT, body TEXT,"
+    " folder_id TEXT, tracked_at {time})",
+    "CREATE TABLE IF NOT EXISTS plain_sync_states (folder_id TEXT PRIMARY KEY, state TEXT)",
 )
 
 
 def _account(url: str, mailbox: str, password: str):
     """An exchangelib account the mailbox owner opens itself (its own credentials: a protocol, sessions and
     adapter of its own, untouched by foldertrack)."""
-    from exchangelib import BASIC, DELEGATE, UTC as EWS_UTC, Account, Build, Configuration, Credentials, Version
+    from exchangelib import BASIC, DELEGATE, Account, Build, Configuration, Credentials, Version
+    from exchangelib import UTC as EWS_UTC
 
     config = Configuration(
         service_endpoint=url,
@@ -86,14 +89,16 @@ class _Store:
             self.db = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
             self.mark = "%s"
         else:
-            self.db = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None, timeout=30)
+            self.db = sqlite3.connect(
+                url.removeprefix("sqlite:///"), isolation_level=None, timeout=30, check_same_thread=False
+            )
             self.db.execute("PRAGMA journal_mode = WAL")
             self.mark = "?"
         for statement in _SCHEMA:
-            self.db.execute(statement)
+            self.db.execute(statement.format(time="TIMESTAMPTZ" if self.pg else "TEXT"))
 
     def commit_page(self, folder_id: str, state: str, items: list[Any]) -> None:
-        now = datetime.now(UTC).isoformat()
+        now: Any = datetime.now(UTC) if self.pg else datetime.now(UTC).isoformat()
         rows = [
             (
                 i.subject,
@@ -109,9 +114,9 @@ class _Store:
         self.db.execute("BEGIN")
         if rows:
             cursor = self.db.cursor()
-            cursor.executemany(f"INSERT INTO activities VALUES ({m}, {m}, {m}, {m}, {m}, {m})", rows)
-        self.db.execute(f"DELETE FROM sync_states WHERE folder_id = {m}", (folder_id,))
-        self.db.execute(f"INSERT INTO sync_states VALUES ({m}, {m})", (folder_id, state))
+            cursor.executemany(f"INSERT INTO {TABLE} VALUES ({m}, {m}, {m}, {m}, {m}, {m})", rows)
+        self.db.execute(f"DELETE FROM plain_sync_states WHERE folder_id = {m}", (folder_id,))
+        self.db.execute(f"INSERT INTO plain_sync_states VALUES ({m}, {m})", (folder_id, state))
         self.db.execute("COMMIT")
 
 
@@ -196,7 +201,7 @@ def _chain_main(conn, url: str, mailbox: str, password: str, paths: list[str], d
 
 class PlainChain:
     """The baseline chain for one mailbox in a child process; its activities land in ``database_url``'s
-    ``activities(subject, tracked_at)``, which the benchmark's ActivityPoller watches like the watcher's."""
+    ``plain_activities(subject, …, tracked_at)``, which an ActivityPoller watches like the watcher's."""
 
     def __init__(self, url: str, mailbox: str, password: str, paths: Sequence[str], database_url: str):
         self._conn, child = mp.Pipe()

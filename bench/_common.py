@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 FOLDER = "Inbox/Customers/Customer {}"
@@ -309,11 +309,14 @@ class SyncTimes:
 
 
 class ActivityPoller:
-    """A thread reading new ``activities`` rows every ``interval`` seconds straight from SQLite: records the
-    wall time each subject was first seen (visible = committed) and its ``tracked_at``."""
+    """A thread reading new ``activities`` rows every ``interval`` seconds straight from SQLite (or
+    PostgreSQL): records the wall time each subject was first seen (visible = committed) and its
+    ``tracked_at``. ``table`` names another table with ``subject`` and ``tracked_at`` (the baseline's)."""
 
-    def __init__(self, database_url: str, interval: float = 0.005):
+    def __init__(self, database_url: str, interval: float = 0.005, table: str = "activities"):
+        self.url = database_url
         self.path = database_url.removeprefix("sqlite:///")
+        self.table = table
         self.interval = interval
         self.seen: dict[str, float] = {}
         self.tracked_at: dict[str, float] = {}
@@ -331,17 +334,42 @@ class ActivityPoller:
         self._thread.join(5)
 
     def _run(self) -> None:
+        if self.url.startswith("postgresql"):
+            self._run_postgres()
+            return
         db = sqlite3.connect(self.path, timeout=30)
         try:
             while not self._stop.wait(self.interval):
                 rows = db.execute(
-                    "SELECT rowid, subject, tracked_at FROM activities WHERE rowid > ? ORDER BY rowid",
+                    f"SELECT rowid, subject, tracked_at FROM {self.table} WHERE rowid > ? ORDER BY rowid",
                     (self._last_rowid,),
                 ).fetchall()
                 now = time.time()
                 self.polls += 1
                 for rowid, subject, tracked_at in rows:
                     self._last_rowid = max(self._last_rowid, rowid)
+                    self.seen.setdefault(subject, now)
+                    self.tracked_at.setdefault(subject, _wall(tracked_at))
+        finally:
+            db.close()
+
+    def _run_postgres(self) -> None:
+        """PostgreSQL has no rowid: read the rows stamped in the last seconds before the newest seen
+        (``tracked_at`` is stamped before the commit, so a row can become visible a little out of order)."""
+        import psycopg
+
+        db = psycopg.connect(self.url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+        since = datetime(1970, 1, 1, tzinfo=UTC)
+        try:
+            while not self._stop.wait(self.interval):
+                rows = db.execute(
+                    f"SELECT subject, tracked_at FROM {self.table} WHERE tracked_at >= %s",
+                    (since - timedelta(seconds=2),),
+                ).fetchall()
+                now = time.time()
+                self.polls += 1
+                for subject, tracked_at in rows:
+                    since = max(since, tracked_at)
                     self.seen.setdefault(subject, now)
                     self.tracked_at.setdefault(subject, _wall(tracked_at))
         finally:

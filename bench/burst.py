@@ -1,20 +1,29 @@
 """A burst of mails moved into tracked folders at once: time until all are tracked (a script, no assertions).
 
-    python bench/burst.py [--mails 1000] [--spread 20] [--folders 5] [--in-process] [--quick]
+    python bench/burst.py [--mails 1000] [--spread 20] [--folders 5] [--postgres URL | --no-postgres]
+                          [--in-process] [--quick]
 
-Round 1 moves ``--mails`` mails of one mailbox into its tracked folders, back to back; round 2 moves the
-same number spread over ``--spread`` mailboxes. Each round reports how long the moves themselves took on
-the simulator and the time from the first move to the last activity being visible in the database (a
-thread polls SQLite every 5 ms). Target (DESIGN "Quality bars"): 1,000 mails tracked within 10 s.
+For each database (SQLite, then PostgreSQL in a scratch database created on ``--postgres``'s server and
+dropped at the end), round 1 moves ``--mails`` mails of one mailbox into its tracked folders, back to back;
+round 2 moves the same number spread over ``--spread`` mailboxes. Each round reports how long the moves
+took on the simulator and the time from the first move to the last activity being visible in the database
+(a thread polls it). Then the same number of mails is moved in one more mailbox and caught up by a plain
+exchangelib loop (SyncFolderItems → GetItem → one transaction per page, bench/_baseline.py, in its own
+process, same database): the watcher's mails/s is reported as a ratio to that loop's.
+Targets (DESIGN "Quality bars"): 1,000 mails tracked within 5 s; throughput within 2x of the plain loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import random
 import tempfile
 import time
+from collections.abc import Iterator
 
+from _baseline import plain_loop
 from _common import (
     FOLDER,
     ActivityPoller,
@@ -35,7 +44,25 @@ from _common import (
 
 from foldertrack.testing.harness import USER_PASSWORD, Harness
 
-TARGET_SECONDS = 10.0
+TARGET_SECONDS = 5.0
+TARGET_RATIO = 2.0
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@contextlib.contextmanager
+def scratch_postgres(url: str) -> Iterator[str]:
+    """A fresh database on ``url``'s server for this run (other runs and tests keep theirs), dropped after."""
+    import psycopg
+
+    server = url.replace("postgresql+psycopg://", "postgresql://")
+    name = f"ft_bench_burst_{os.getpid()}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def burst(name, driver, poller, staged, folders, rng, timeout) -> float:
@@ -76,10 +103,64 @@ def burst(name, driver, poller, staged, folders, rng, timeout) -> float:
     return all_tracked if complete else float("inf")
 
 
+def plain_round(driver, database_url, mailbox, staged, folders, rng) -> float:
+    """The plain exchangelib loop over the same number of mails; returns its mails/s."""
+    moves = [Move(0.0, mailbox, item_id, FOLDER.format(rng.randrange(folders)), s) for item_id, s in staged]
+    paths = [FOLDER.format(f) for f in range(folders)]
+    count, seconds, cpu = plain_loop(
+        sim_object(driver).url, mailbox, USER_PASSWORD, paths, database_url, lambda: driver.play(moves)
+    )
+    print(
+        f"\n[plain exchangelib loop] {count}/{len(moves)} mails caught up in {seconds:.2f} s "
+        f"({count / seconds:.0f} mails/s, one thread; its CPU {cpu:.1f} s)"
+    )
+    return count / seconds
+
+
+def run_backend(label, database_url, driver, args, rng, offset) -> dict[str, float]:
+    """The two watcher rounds and the plain loop on one database; mails/s of each."""
+    one = address(offset)
+    spread = [address(offset + n) for n in range(1, args.spread + 1)]
+    plain = f"plain{offset}@bench.example"
+    counts = {one: args.mails, plain: args.mails}
+    for n in range(args.mails):
+        counts[spread[n % len(spread)]] = counts.get(spread[n % len(spread)], 0) + 1
+    print(f"\n=== {label} ===")
+    t0 = time.monotonic()
+    staged = driver.setup([one, *spread, plain], args.folders, counts, USER_PASSWORD, tag=f"burst{offset}")
+    print(f"simulator set up in {time.monotonic() - t0:.1f} s ({sum(counts.values())} mails staged)")
+    rates: dict[str, float] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="ft-bench-") as tmp,
+        Harness(tmp, simulator=sim_object(driver), database_url=database_url, workers=args.workers) as h,
+    ):
+        h.import_records(records_csv(args.folders))
+        h.write_rules(rules_yaml([one, *spread], args.folders))
+        t0 = time.monotonic()
+        h.start_watcher()
+        h.settle(120)
+        print(f"watcher streaming and idle after {time.monotonic() - t0:.1f} s")
+        interval = 0.005 if h.database_url.startswith("sqlite") else 0.02
+        with ActivityPoller(h.database_url, interval=interval) as poller:
+            seconds = burst("1 mailbox", driver, poller, {one: staged[one]}, args.folders, rng, 120)
+            rates["one"] = args.mails / seconds
+            h.settle(60)
+            rest = {a: staged[a] for a in spread}
+            seconds = burst(f"{args.spread} mailboxes", driver, poller, rest, args.folders, rng, 120)
+            rates["spread"] = args.mails / seconds
+            rates["one_seconds"], rates["spread_seconds"] = args.mails / rates["one"], seconds
+        h.stop_watcher()
+        plain_url = database_url or f"sqlite:///{tmp}/plain.db"
+        rates["plain"] = plain_round(driver, plain_url, plain, staged[plain], args.folders, rng)
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=1000)
     parser.add_argument("--spread", type=int, default=20, help="mailboxes of round 2")
+    parser.add_argument("--postgres", default=POSTGRES, help="PostgreSQL server (a scratch database is made)")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     add_common_arguments(parser, quick_help="200 mails")
     args = parser.parse_args()
     if args.quick:
@@ -91,39 +172,23 @@ def main() -> None:
         f"{args.workers} workers, simulator {'in this process' if args.in_process else 'in a child process'}"
     )
     rng = random.Random(args.seed)
-    one = address(0)
-    spread = [address(n) for n in range(1, args.spread + 1)]
-    counts = {one: args.mails}
-    for n in range(args.mails):
-        counts[spread[n % len(spread)]] = counts.get(spread[n % len(spread)], 0) + 1
     started = time.monotonic()
-    results = {}
-    with simulator(args.in_process) as driver, tempfile.TemporaryDirectory(prefix="ft-bench-") as tmp:
-        t0 = time.monotonic()
-        staged = driver.setup([one, *spread], args.folders, counts, USER_PASSWORD, tag="burst")
-        print(f"simulator set up in {time.monotonic() - t0:.1f} s ({sum(counts.values())} mails staged)")
-        with Harness(tmp, simulator=sim_object(driver), workers=args.workers) as h:
-            h.import_records(records_csv(args.folders))
-            h.write_rules(rules_yaml([one, *spread], args.folders))
-            t0 = time.monotonic()
-            h.start_watcher()
-            h.settle(120)
-            print(f"watcher streaming and idle after {time.monotonic() - t0:.1f} s")
-            with ActivityPoller(h.database_url) as poller:
-                results["one"] = burst(
-                    "1 mailbox", driver, poller, {one: staged[one]}, args.folders, rng, 120
-                )
-                h.settle(60)
-                rest = {a: staged[a] for a in spread}
-                results["spread"] = burst(
-                    f"{args.spread} mailboxes", driver, poller, rest, args.folders, rng, 120
-                )
+    results: dict[str, dict[str, float]] = {}
+    with simulator(args.in_process) as driver:
+        results["SQLite"] = run_backend("SQLite", None, driver, args, rng, 0)
+        if not args.no_postgres:
+            with scratch_postgres(args.postgres) as url:
+                results["PostgreSQL"] = run_backend("PostgreSQL", url, driver, args, rng, 1000)
     print("\nsummary")
-    for key, label in (("one", "1 mailbox"), ("spread", f"{args.spread} mailboxes")):
-        print(
-            f"  {args.mails} mails, {label}: all tracked in {results[key]:.2f} s "
-            f"(target ≤ {TARGET_SECONDS:.0f} s): " + verdict(results[key] <= TARGET_SECONDS)
-        )
+    for backend, r in results.items():
+        for key, label in (("one", "1 mailbox"), ("spread", f"{args.spread} mailboxes")):
+            seconds, ratio = r[f"{key}_seconds"], r["plain"] / r[key]
+            print(
+                f"  {backend:10} {args.mails} mails, {label:12}: all tracked in {seconds:.2f} s "
+                f"(target ≤ {TARGET_SECONDS:.0f} s), {r[key]:.0f} mails/s = plain loop ({r['plain']:.0f}/s) "
+                f"/ {ratio:.2f} (target ≤ {TARGET_RATIO:g}): "
+                + verdict(seconds <= TARGET_SECONDS and ratio <= TARGET_RATIO)
+            )
     print(f"total run time {time.monotonic() - started:.0f} s; {load()} at the end")
 
 

@@ -103,6 +103,8 @@ def build_watcher(config: Config, *, observer: WatchObserver | None = None, **ov
 
     ``observer`` receives the watcher's hooks (``foldertrack.ops.metrics.PrometheusObserver`` for metrics)."""
     options = watch_options(config, **overrides)
+    if config.exchange.source == "graph":  # Exchange Online through Microsoft Graph (sources/graph)
+        return _build_graph_watcher(config, options, observer)
     settings = exchange_settings(config)
     engine = open_database(config.database.url)
     if options.fleet is not None:  # a writer frozen mid-transaction must not hold its lease for ever
@@ -112,3 +114,18 @@ def build_watcher(config: Config, *, observer: WatchObserver | None = None, **ov
     connector = ExchangeConnector(settings, max_connections=pool_size(config, options, streams))
     feedback = load_feedback(config, connector, engine, sink.name)
     return Watcher(options, engine, connector, sink, observer=observer, feedback=feedback)
+
+
+def _build_graph_watcher(config: Config, options: WatchOptions, observer: WatchObserver | None) -> Watcher:
+    """The watcher on the Graph source: delta polls every ``graph.poll_interval``, no EWS connection."""
+    from foldertrack.sources.graph.config import graph_source
+
+    if "watch.poll_interval" not in config.explicit_keys:
+        options = replace(options, poll_interval=config.graph.poll_interval)
+    engine = open_database(config.database.url)
+    if options.fleet is not None:
+        guard_sessions(engine, options.fleet.ttl)
+    sink = load_sink(config.sink.name, config, engine)
+    source = graph_source(config, engine)
+    feedback = load_feedback(config, source, engine, sink.name)
+    return Watcher(options, engine, None, sink, observer=observer, feedback=feedback, source=source)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -26,7 +27,9 @@ from foldertrack.retry import describe
 from foldertrack.sinks.base import ActivitySink
 from foldertrack.sources.base import CursorInvalid, FolderMissing, MailSource
 from foldertrack.sources.ews import EwsSource
+from foldertrack.state import page_batch
 from foldertrack.state import watch_store as store
+from foldertrack.state.page_batch import BatchAborted
 from foldertrack.targets import Target
 
 log = logging.getLogger(__name__)
@@ -164,29 +167,82 @@ def _apply_page(
     activities, arrivals, gone, failed = fetched.activities, fetched.arrivals, fetched.gone, fetched.failed
     result.skipped += fetched.skipped
     moved = source.moved_copies(ctx.engine, target, activities) if activities else set()
+    keys = [a.key for a in activities.values()]
+    page = _Page(target, row, state, new_state, last_page, activities, arrivals, moved, deletes, gone)
+    if len(set(keys)) == len(keys):  # one mail key twice in a page: the careful way from the start
+        trial, tried_failed, tracked = replace(result, events=list(result.events)), list(failed), []
+        try:
+            _write_page(replace(ctx, on_tracked=lambda *a: tracked.append(a)), page, tried_failed, trial)
+        except BatchAborted:
+            log.debug("%s %s: an item failed in a batched page; applying it item by item", *page.names)
+        else:
+            for name in SyncResult.__dataclass_fields__:
+                setattr(result, name, getattr(trial, name))
+            if ctx.on_tracked is not None:
+                for args in tracked:
+                    ctx.on_tracked(*args)
+            return
+    _write_page(ctx, page, failed, result, batched=False)
+
+
+@dataclass(frozen=True)
+class _Page:
+    """What one sync page decided to write."""
+
+    target: Target
+    row: object
+    state: str | None
+    new_state: str
+    last_page: bool
+    activities: dict[str, Activity]
+    arrivals: dict
+    moved: set[str]
+    deletes: list[str]
+    gone: list[str]
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return self.target.mailbox, self.target.path
+
+
+def _write_page(ctx: SyncContext, page: _Page, failed: list, result: SyncResult, batched: bool = True) -> None:
+    """The page's one transaction. Batched: the decisions' reads come from a few queries and new rows go
+    in multi-row inserts, with no savepoint (an item failing raises BatchAborted: the caller rolls back
+    and comes here again unbatched, a savepoint per item, so the failure is isolated to that item)."""
+    target, row, state, new_state = page.target, page.row, page.state, page.new_state
     with store.writing(ctx.engine) as conn:
         if ctx.fence is not None:
             ctx.fence(conn)
-        for item_id, activity in activities.items():
-            try:
-                with conn.begin_nested():
-                    outcome = _track(
-                        ctx,
-                        conn,
-                        target,
-                        item_id,
-                        activity,
-                        arrived_at=arrivals.get(item_id),
-                        owner_moved=activity.key in moved,
-                    )
-            except PermanentSinkError as exc:
-                failed.append((item_id, exc, activity))
-                continue
-            _count(result, outcome, activity)
-            store.clear_failure(conn, target.mailbox, target.folder_id, item_id)
-        for item_id in deletes:
-            _left(ctx, conn, target, item_id, result)
-        for item_id in gone:
+        batch = (
+            page_batch.PageBatch.load(conn, target.mailbox, target.folder_id, [a.key for a in page.activities.values()])
+            if batched
+            else None
+        )
+        with page_batch.attached(conn, batch) if batch is not None else nullcontext():
+            for item_id, activity in page.activities.items():
+                try:
+                    with conn.begin_nested() if batch is None else nullcontext():
+                        outcome = _track(
+                            ctx,
+                            conn,
+                            target,
+                            item_id,
+                            activity,
+                            arrived_at=page.arrivals.get(item_id),
+                            owner_moved=activity.key in page.moved,
+                        )
+                except PermanentSinkError as exc:
+                    if batch is not None:
+                        raise BatchAborted(item_id) from exc
+                    failed.append((item_id, exc, activity))
+                    continue
+                _count(result, outcome, activity)
+                (batch or store).clear_failure(conn, target.mailbox, target.folder_id, item_id)
+            if batch is not None:
+                batch.flush(conn)
+            for item_id in page.deletes:
+                _left(ctx, conn, target, item_id, result)
+        for item_id in page.gone:
             if store.forget_failure(conn, target.mailbox, target.folder_id, item_id):
                 log.info(
                     "%s %s: a failing item no longer exists here; no longer retried",
@@ -196,7 +252,7 @@ def _apply_page(
         retry_later = _record_failures(ctx, conn, target, failed, result)
         advanced = True
         if not retry_later:
-            done = row.backfill_done or last_page
+            done = row.backfill_done or page.last_page
             advanced = store.advance_sync_state(conn, row.id, state, new_state, backfill_done=done)
         if not advanced:
             conn.rollback()  # someone else applied this page already
@@ -297,15 +353,16 @@ def _track(
     mail in tracked folders of one mailbox, the one that arrived later (the server's time) decides the
     regarding, whichever folder is caught up first."""
     key = activity.key
-    entry = store.ledger_entry(conn, target.mailbox, key, target.folder_id)
+    page = page_batch.of(conn) or store  # a batched page answers from memory and queues new rows
+    entry = page.ledger_entry(conn, target.mailbox, key, target.folder_id)
     if entry is not None and entry.state == "present" and entry.item_id == item_id:
         return "unchanged"
-    current = store.link(conn, key)
+    current = page.link(conn, key)
     content = fingerprint(activity)
     if current is not None and current.fingerprint is not None and current.fingerprint != content:
         copies.record_collision(conn, target, item_id, activity, content, current.fingerprint)
         return "collision"
-    store.ledger_present(conn, target.mailbox, key, target.folder_id, item_id)
+    page.ledger_present(conn, target.mailbox, key, target.folder_id, item_id)
     policy = getattr(target.rule, "duplicates", "first_wins")
     outcome = "tracked"
     if current is not None:
@@ -333,7 +390,7 @@ def _track(
             return "duplicate" if outcome == "tracked" else outcome  # nothing changed: not "tracked"
         if outcome == "tracked":
             outcome = "relinked" if previous != target.record or current.state == "untracked" else "refiled"
-    store.put_link(
+    page.put_link(
         conn,
         key,
         owner_mailbox=target.mailbox,

@@ -26,6 +26,7 @@ class ExchangeConfig:
     oauth2_client_secret_file: Path | None
     request_timeout: float = 300.0
     max_response_size: int = 128 * 2**20
+    source: Literal["ews", "graph"] = "ews"
     password: Secret | None = None
     oauth2_client_secret: Secret | None = None
     #: why a secret is missing, ``((attr, note), ...)``; used in error messages, never holds a secret
@@ -171,6 +172,32 @@ class DataverseConfig:
     ntlm_password: Secret | None = None
 
 
+@dataclass(frozen=True)
+class GraphConfig:
+    """``[graph]``: the Microsoft Graph source (``exchange.source = "graph"``)."""
+
+    tenant_id: str | None
+    client_id: str | None
+    client_secret_file: Path | None
+    certificate_file: Path | None
+    authority: str
+    base_url: str
+    ca_file: Path | None
+    poll_interval: float
+    page_size: int
+    client_secret: Secret | None = None
+
+    def connection_problems(self) -> list[str]:
+        """What is missing to read mailboxes through Graph (empty when ready)."""
+        problems = [f"graph.{k} is not set" for k in ("tenant_id", "client_id") if not getattr(self, k)]
+        if self.client_secret is None and self.certificate_file is None:
+            problems.append(
+                "graph needs a client secret (graph.client_secret_file, $FOLDERTRACK_GRAPH_CLIENT_SECRET or "
+                "$CREDENTIALS_DIRECTORY/graph-client-secret) or graph.certificate_file"
+            )
+        return problems
+
+
 SECTION_CLASSES: dict[str, type] = {
     "exchange": ExchangeConfig,
     "database": DatabaseConfig,
@@ -181,6 +208,7 @@ SECTION_CLASSES: dict[str, type] = {
     "metrics": MetricsConfig,
     "webhook": WebhookConfig,
     "dataverse": DataverseConfig,
+    "graph": GraphConfig,
 }
 
 
@@ -200,3 +228,4 @@ class Config:
     source: Path | None = None
     #: ``section.key`` names set in the file (the rest are defaults)
     explicit_keys: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    graph: GraphConfig | None = None  # [graph]: always set by the loader

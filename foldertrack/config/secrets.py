@@ -72,6 +72,9 @@ SECRETS: tuple[SecretSpec, ...] = (
     SecretSpec(
         "dataverse", "ntlm_password", "password_file", "FOLDERTRACK_DATAVERSE_PASSWORD", "dataverse-password"
     ),
+    SecretSpec(
+        "graph", "client_secret", "client_secret_file", "FOLDERTRACK_GRAPH_CLIENT_SECRET", "graph-client-secret"
+    ),
 )
 
 

@@ -120,6 +120,13 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "exchange",
+        "source",
+        _choice("ews", "graph"),
+        "ews",
+        "Read mailboxes through EWS or Microsoft Graph (`[graph]`; Exchange Online after EWS is switched off).",
+    ),
+    Setting(
         "database",
         "url",
         DATABASE_URL,
@@ -390,6 +397,61 @@ SETTINGS: tuple[Setting, ...] = (
         _duration(False),
         "0s",
         "`run` syncs accounts, contacts and leads from Dataverse this often; `0s`: only `records sync`.",
+    ),
+    # -- Microsoft Graph source (`exchange.source = "graph"`, H13) --
+    Setting("graph", "tenant_id", STRING, None, "Entra ID tenant of the app registration."),
+    Setting("graph", "client_id", STRING, None, "App registration's client id (Mail.Read or Mail.ReadWrite)."),
+    Setting(
+        "graph",
+        "client_secret_file",
+        PATH,
+        None,
+        "File holding the client secret; else `$FOLDERTRACK_GRAPH_CLIENT_SECRET`, "
+        "else `$CREDENTIALS_DIRECTORY/graph-client-secret`. Not needed with `certificate_file`.",
+        secret=True,
+    ),
+    Setting(
+        "graph",
+        "certificate_file",
+        PATH,
+        None,
+        "PEM file with the app's private key and certificate, used instead of a client secret.",
+        secret=True,
+    ),
+    Setting(
+        "graph",
+        "authority",
+        HTTP_URL,
+        "https://login.microsoftonline.com",
+        "Token authority host (sovereign clouds: e.g. `https://login.microsoftonline.us`).",
+    ),
+    Setting(
+        "graph",
+        "base_url",
+        HTTP_URL,
+        "https://graph.microsoft.com/v1.0",
+        "Graph endpoint (sovereign clouds: e.g. `https://graph.microsoft.us/v1.0`).",
+    ),
+    Setting(
+        "graph",
+        "ca_file",
+        PATH,
+        None,
+        "PEM file of CA certificates to verify Graph and the authority with; unset: the system's.",
+    ),
+    Setting(
+        "graph",
+        "poll_interval",
+        _duration(True, 1.0, 3600.0),
+        "5s",
+        "Delta poll of each mailbox (each tracked folder and the folder tree: one request each).",
+    ),
+    Setting(
+        "graph",
+        "page_size",
+        _integer(10, 1000),
+        100,
+        "Changes per delta page (`Prefer: odata.maxpagesize`).",
     ),
 )
 

@@ -200,13 +200,17 @@ class MailboxFeedback:
         if not rows:
             log.info("%s %s: no tracked copy of the mail any more; category not set", mailbox, key)
             return "missing"
-        account = self.connector.account(mailbox)
+        account = self.connector.account(mailbox) if hasattr(self.connector, "account") else None  # None: Graph
         outcomes: set[str] = set()
         for row in rows:
             item_id = row.item_id
             for attempt in (1, 2):
                 try:
-                    changed = self._categorise(account, item_id, request.add, request.remove)
+                    changed = (
+                        self._categorise(account, item_id, request.add, request.remove)
+                        if account is not None
+                        else self._write_back(mailbox, item_id, request.add, request.remove)
+                    )
                     outcomes.add("set" if changed else "already")
                     break
                 except ItemGone:
@@ -245,6 +249,17 @@ class MailboxFeedback:
         except ErrorItemNotFound:
             raise ItemGone(item_id) from None
         return True
+
+    def _write_back(self, mailbox: str, item_id: str, add: str, remove: str) -> bool:
+        """The source's own category write-back (Graph: ``PATCH`` on the immutable id, which a move keeps)."""
+        from foldertrack.sources.graph.errors import GraphAuthError, GraphNotFound
+
+        try:
+            return bool(self.connector.set_categories(mailbox, item_id, add, remove))
+        except GraphNotFound:
+            raise ItemGone(item_id) from None
+        except GraphAuthError as error:  # Mail.Read only, or scoped out: feedback off for the mailbox
+            raise ErrorAccessDenied(str(error)) from None
 
     def _present(self, mailbox: str, key: str) -> list[Row]:
         with self.engine.connect() as conn:

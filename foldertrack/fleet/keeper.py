@@ -110,8 +110,11 @@ class LeaseKeeper:
             return {m: h.epoch for m, h in self._held.items() if h.deadline > now}
 
     def epoch(self, mailbox: str) -> int | None:
-        """The epoch under which ``mailbox`` is held now, or None."""
-        return self.owned().get(mailbox)
+        """The epoch under which ``mailbox`` is held now, or None (O(1): the daemon asks at every sync)."""
+        now = time.monotonic()
+        with self._lock:
+            held = self._held.get(mailbox)
+            return held.epoch if held is not None and held.deadline > now else None
 
     def set_mailboxes(self, mailboxes: Iterable[str]) -> None:
         """The mailboxes the rules name (every instance loads the same rules); leases follow at once."""

@@ -33,7 +33,7 @@ broken; activities kept), ``folder_not_found`` (the rule's folder or pattern par
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
@@ -179,7 +179,7 @@ def collect_status(engine: Engine) -> dict[str, Any]:
                 }
             )
     for name, entry in mailboxes.items():
-        _apply_liveness(entry, fleet["mailboxes"].get(name))
+        _apply_liveness(entry, fleet["mailboxes"].get(name), health.get(name))
     values = [mailboxes[name] for name in sorted(mailboxes)]
     instances = _instances(fleet, instance_warnings)
     instance_warning_count = sum(len(i["warnings"]) for i in instances)
@@ -207,21 +207,35 @@ def collect_status(engine: Engine) -> dict[str, Any]:
     }
 
 
-def _apply_liveness(entry: dict[str, Any], lease: dict[str, Any] | None) -> None:
+def _apply_liveness(entry: dict[str, Any], lease: dict[str, Any] | None, row: Any) -> None:
     """Correct what the last writer reported with who holds the mailbox now (no lease: no fleet, kept)."""
     if lease is None:
         return
+    owner = lease["owner_name"]
     state = lease["state"]
     if state == "stale":  # its owner died holding it: whatever it wrote last is not happening any more
         entry["mode"] = "stale"
         entry["stale_since"] = lease["stale_since"]
         entry["instance"] = lease["owner_name"] or entry["instance"]
     elif state == "owned":
-        if entry["mode"] in ("stopped", "unknown"):  # written by an instance that left; the new owner starts
-            entry["mode"] = "starting"
-        entry["instance"] = lease["owner_name"] or entry["instance"]
+        if row is None or _written_before(row, lease, owner):  # the previous owner's last word
+            entry["mode"] = "starting"  # the new owner has not reported yet
+            entry["last_error"] = None
+        entry["instance"] = owner or entry["instance"]
     elif entry["mode"] in ("streaming", "polling", "starting"):  # nobody holds it: nothing watches it
         entry["mode"] = "stopped"
+
+
+def _written_before(row: Any, lease: dict[str, Any], owner: str | None) -> bool:
+    """Whether the health row predates the lease's current owner (written by another instance)."""
+    if owner and row.instance and row.instance != owner:
+        return True
+    acquired = lease.get("acquired_at")
+    if not acquired or row.updated_at is None:
+        return False
+    written = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+    claimed = datetime.fromisoformat(acquired)
+    return written < (claimed if claimed.tzinfo else claimed.replace(tzinfo=UTC))
 
 
 def _instances(fleet: dict[str, Any], warnings: list[Any]) -> list[dict[str, Any]]:

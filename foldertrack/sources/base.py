@@ -97,9 +97,9 @@ class MailSource(ABC):
         """Keys (of ``fetched``, item id → activity) whose tracked copy in another tracked folder of this
         mailbox is gone from there although that folder has not caught up yet: the mail moved here."""
 
-    def set_categories(self, mailbox: str, item_id: str, add: str | None, remove: str | None) -> None:
-        """Add and/or remove an Outlook category on the item (feedback); sources without write-back
-        raise ``NotImplementedError``."""
+    def set_categories(self, mailbox: str, item_id: str, add: str | None, remove: str | None) -> bool:
+        """Add and/or remove an Outlook category on the item (feedback); False when nothing changed.
+        Sources without write-back raise ``NotImplementedError``."""
         raise NotImplementedError(f"the {self.name} source cannot write categories")
 
     def close(self) -> None:  # noqa: B027 - optional hook, most sources hold nothing to release

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from foldertrack.sinks.sql import SqlActivitySink
 from foldertrack.simulator.identity import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT
+from foldertrack.sinks.sql import SqlActivitySink
 from foldertrack.sources.graph.auth import GraphAuthenticator
 from foldertrack.sources.graph.client import GraphClient
 from foldertrack.sources.graph.source import GraphSource
@@ -17,7 +17,7 @@ from foldertrack.watch.daemon import Watcher, WatchOptions
 from foldertrack.watch.observer import WatchObserver
 
 
-def graph_source(sim: Any, *, page_size: int = 100) -> GraphSource:
+def graph_source(sim: Any, *, page_size: int = 100, engine: Any = None) -> GraphSource:
     """A Graph source for the demo app on ``sim`` (registered here)."""
     sim.identity.add_app(DEMO_TENANT, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
     auth = GraphAuthenticator(
@@ -26,7 +26,7 @@ def graph_source(sim: Any, *, page_size: int = 100) -> GraphSource:
     client = GraphClient(
         auth, base_url=f"{sim.https_base}/v1.0", verify=sim.ca_path, throttle=MailboxThrottle(max_wait=1.0)
     )
-    return GraphSource(client, page_size=page_size)
+    return GraphSource(client, page_size=page_size, engine=engine)
 
 
 class GraphHarness(Harness):
@@ -42,7 +42,7 @@ class GraphHarness(Harness):
         **overrides: Any,
     ) -> Watcher:
         options = WatchOptions(rules_dir=self.rules_dir, **{**self.options, **overrides})
-        self.source = graph_source(self.sim)
+        self.source = graph_source(self.sim, engine=self.engine)
         self.watcher = Watcher(
             options,
             self.engine,

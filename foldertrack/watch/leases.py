@@ -59,7 +59,7 @@ class LeasesMixin:
         )
 
     def _owns(self, mailbox: str) -> bool:
-        return self.fleet is None or mailbox in self.fleet.owned()
+        return self.fleet is None or self.fleet.epoch(mailbox) is not None
 
     def _fleet_wanted(self, wanted: set[str]) -> None:
         """Tell the keeper the rules' mailboxes; one being retired stays held until its folders are."""

@@ -8,6 +8,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from foldertrack.ops.causes import classify
 from foldertrack.retry import describe
 from foldertrack.state.types import utcnow
 from foldertrack.watch.events import FolderChanged, HierarchyChanged, SubscribeMailbox
@@ -106,7 +107,7 @@ class StreamCallbacksMixin:
 
     def _on_stream_lost(self, mailboxes: list[str], exc: BaseException) -> None:
         for mailbox in mailboxes:
-            self.observer.error(mailbox, "stream", type(exc).__name__)
+            self.observer.error(mailbox, "stream", classify(exc).code)  # the true cause (ops/causes.py)
             with self._lock:
                 state = self._mailboxes.get(mailbox)
             if state is None:

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 from exchangelib.properties import StatusEvent
 from exchangelib.services import GetStreamingEvents
-from exchangelib.util import MNS
+from exchangelib.util import MNS, DummyResponse
 
 from foldertrack.exchange.connection import ExchangeConnector
+from foldertrack.exchange.envelopes import STREAM_READ_CHUNK, EnvelopeSplitter
 from foldertrack.retry import Backoff, describe, server_back_off
 from foldertrack.watch.resubscribe import (
     MIXED_USER_ERRORS,
@@ -67,6 +68,25 @@ class HeartbeatStreamingEvents(GetStreamingEvents):
         if response.status_code == 200:  # the server accepted the stream, before any chunk arrives
             self._on_open()
         return response
+
+    def _get_soap_messages(self, body):
+        """Read the stream in chunks (exchangelib reads it byte by byte) and parse each envelope as it
+        completes; a stream without chunked encoding is left to exchangelib's reader."""
+        response = body
+        if not getattr(response.raw, "chunked", False):
+            yield from super()._get_soap_messages(body)
+            return
+        splitter = EnvelopeSplitter()
+        for chunk in response.iter_content(chunk_size=STREAM_READ_CHUNK):
+            for document in splitter.feed(chunk):
+                try:
+                    _, soap_body = super(GetStreamingEvents, self)._get_soap_parts(DummyResponse(content=document))
+                except Exception:
+                    response.close()
+                    raise
+                yield from super(GetStreamingEvents, self)._get_soap_messages(body=soap_body)
+                if self.connection_status == self.CLOSED:
+                    return  # don't wait for the server to close the connection
 
 
 @dataclass

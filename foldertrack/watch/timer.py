@@ -144,6 +144,8 @@ class TimerMixin:
         changed: dict[str, dict] = {}
         snapshots: dict[str, tuple] = {}
         for state in states:
+            if not self._owns(state.mailbox):  # fleet: its lease went; the instance holding it writes it
+                continue
             values = {**state.health(), "backlog": backlog.get(state.mailbox, 0)}
             snapshot = tuple(values.values())
             if snapshot == state.health_written:

@@ -39,6 +39,7 @@ from foldertrack.sources.graph.errors import (
     GraphSyncStateNotFound,
     GraphTransientError,
 )
+from foldertrack.sources.graph.migrate import adopt_ews_state
 from foldertrack.state import watch_store as store
 from foldertrack.targets import Target
 
@@ -54,13 +55,18 @@ class GraphSource(MailSource):
     name = "graph"
     streams = False  # triggers: the watcher's short delta poll (or change notifications)
 
-    def __init__(self, client: GraphClient, *, page_size: int = DEFAULT_PAGE_SIZE):
+    def __init__(
+        self, client: GraphClient, *, page_size: int = DEFAULT_PAGE_SIZE, engine: Engine | None = None
+    ):
         self.client = client
         self.page_size = page_size
+        self.engine = engine  # given: EWS ids stored for a mailbox are translated on its first read
 
     # -- folders ---------------------------------------------------------------------------------------------
 
     def load_tree(self, mailbox: str, tree: FolderTree | None) -> FolderTree:
+        if tree is None and self.engine is not None:
+            adopt_ews_state(self.engine, self.client, mailbox)  # a deployment moved from EWS (once)
         if tree is None or tree.sync_state is None:
             root = self.client.get(
                 mailbox, f"{user_path(mailbox)}/mailFolders/msgfolderroot", params={"$select": "id"}
@@ -220,7 +226,7 @@ class GraphSource(MailSource):
 
     # -- write-back ------------------------------------------------------------------------------------------
 
-    def set_categories(self, mailbox: str, item_id: str, add: str | None, remove: str | None) -> None:
+    def set_categories(self, mailbox: str, item_id: str, add: str | None, remove: str | None) -> bool:
         """Read the message's categories, write the new list with one PATCH (nothing when unchanged)."""
         path = items.message_path(mailbox, item_id)
         current = list(
@@ -229,8 +235,10 @@ class GraphSource(MailSource):
         wanted = [c for c in current if remove is None or c.casefold() != remove.casefold()]
         if add is not None and all(c.casefold() != add.casefold() for c in wanted):
             wanted.append(add)
-        if wanted != current:
-            items.set_categories(self.client, mailbox, item_id, wanted)
+        if wanted == current:
+            return False
+        items.set_categories(self.client, mailbox, item_id, wanted)
+        return True
 
     def close(self) -> None:
         self.client.close()

@@ -1,0 +1,317 @@
+"""The watcher with ``source = "graph"`` against the simulator's Graph endpoints (same mailboxes as EWS):
+tracking semantics through delta chains, an expired delta link, a 429 storm on one mailbox, and a
+deployment switched from EWS to Graph on the same database."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from foldertrack.simulator import MailSpec
+from foldertrack.state.schema import activities, ledger, subscription_health, tracked_folders
+from foldertrack.testing.graph_watch import GraphHarness
+from foldertrack.testing.harness import Harness, options_for_tests, wait_until
+
+ALICE = "alice@example.com"
+BOB = "bob@example.com"
+RECORDS = """type,id,name,number,emails
+account,acc-contoso,Contoso,C-100,info@contoso.com
+account,acc-fabrikam,Fabrikam,F-200,
+contact,con-dana,Dana Contoso,,dana@contoso.com
+"""
+FOLDERS = ("Inbox/Customers/Contoso", "Inbox/Customers/Fabrikam", "Inbox/Elsewhere")
+
+
+def _rules(*mailboxes: str, extra: str = "") -> str:
+    return f"""
+mailboxes:
+  - addresses: [{", ".join(mailboxes)}]
+    folders:
+      Inbox/Customers/Contoso: account:acc-contoso
+      Inbox/Customers/Fabrikam:
+        record: account:acc-fabrikam
+        on_leave: untrack
+{extra}"""
+
+
+@pytest.fixture
+def gh(tmp_path, monkeypatch):
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    with GraphHarness(tmp_path, **options_for_tests(poll_interval=0.5)) as h:
+        h.import_records(RECORDS)
+        yield h
+
+
+def _mailbox(h, address: str = ALICE):
+    mb = h.add_mailbox(address)
+    for path in FOLDERS:
+        mb.create_folder(path)
+    return mb
+
+
+def _file(h, subject: str, folder: str, mailbox: str = ALICE) -> str:
+    spec = MailSpec(
+        subject=subject,
+        sender="dana@contoso.com",
+        to=[mailbox],
+        body=f"body of {subject}",
+        message_id=f"<{subject.replace(' ', '-')}@example.com>",
+    )
+    item = h.sim.deliver(mailbox, spec, folder="Inbox")
+    return h.sim.mailbox(mailbox).move_item(item, folder)
+
+
+def _count(h, table, **where) -> int:
+    query = select(func.count()).select_from(table)
+    for column, value in where.items():
+        query = query.where(table.c[column] == value)
+    with h.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def test_tracking_semantics_through_graph(gh):
+    mb = _mailbox(gh)
+    old = _file(gh, "already there", "Inbox/Customers/Contoso")
+    gh.write_rules(_rules(ALICE))
+    gh.start_watcher()
+    gh.wait_tracked("already there", regarding_id="acc-contoso")  # backfill (default true)
+    assert gh.watcher.sync_context.mail_source().name == "graph"
+
+    moved = _file(gh, "moved in", "Inbox/Customers/Contoso")
+    gh.wait_tracked("moved in", regarding_id="acc-contoso", state="tracked")
+
+    moved = mb.move_item(moved, "Inbox/Customers/Fabrikam")  # re-link
+    gh.wait_tracked("moved in", regarding_id="acc-fabrikam", state="tracked")
+
+    mb.move_item(moved, "Inbox/Elsewhere")  # out of tracked folders, on_leave: untrack
+    gh.wait_tracked("moved in", regarding_id=None, state="untracked")
+
+    mb.delete_item(old)  # deleted in Exchange: the activity is kept
+    _file(gh, "sentinel", "Inbox/Customers/Contoso")
+    gh.wait_tracked("sentinel", regarding_id="acc-contoso")
+    gh.settle()
+    assert gh.activity("already there")["state"] == "tracked"
+    assert len(gh.activities()) == 3
+    with gh.engine.connect() as conn:  # the whole deltaLink is the folder's cursor
+        states = [r.sync_state for r in conn.execute(select(tracked_folders.c.sync_state))]
+    assert states and all(s and "/messages/delta" in s for s in states)
+
+
+def test_backfill_false_tracks_only_new_arrivals(gh):
+    _mailbox(gh)
+    _file(gh, "old mail", "Inbox/Customers/Contoso")
+    gh.write_rules(
+        f"""
+mailboxes:
+  - address: {ALICE}
+    folders:
+      Inbox/Customers/Contoso:
+        record: account:acc-contoso
+        backfill: false
+"""
+    )
+    time.sleep(1.1)  # received times have whole seconds: the rule must appear in a later second
+    gh.start_watcher()
+    _file(gh, "new mail", "Inbox/Customers/Contoso")
+    gh.wait_tracked("new mail", regarding_id="acc-contoso")
+    gh.settle()
+    assert gh.activity("old mail") is None
+
+
+def test_expired_delta_link_resyncs_without_doubles(gh):
+    _mailbox(gh)
+    gh.write_rules(_rules(ALICE))
+    gh.start_watcher()
+    for n in range(5):
+        _file(gh, f"before {n}", "Inbox/Customers/Contoso")
+    wait_until(lambda: len(gh.activities()) == 5, 15, "5 mails tracked")
+    gh.settle()
+    gh.sim.graph.faults.expire_delta_tokens()  # every saved deltaLink now answers 410
+    _file(gh, "after expiry", "Inbox/Customers/Contoso")
+    gh.wait_tracked("after expiry", regarding_id="acc-contoso")
+    gh.settle()
+    assert len(gh.activities()) == 6
+    assert _count(gh, ledger) == 6  # one ledger row per mail and folder, none doubled by the resync
+
+
+def test_throttled_mailbox_does_not_hold_back_another(gh):
+    _mailbox(gh, ALICE)
+    _mailbox(gh, BOB)
+    gh.write_rules(_rules(ALICE, BOB))
+    gh.start_watcher()
+    gh.sim.graph.faults.throttle(seconds=4.0, retry_after=1.0, mailbox=BOB)  # a 429 storm on bob only
+    started = time.monotonic()
+    _file(gh, "bob's mail", "Inbox/Customers/Contoso", BOB)
+    _file(gh, "alice's mail", "Inbox/Customers/Contoso", ALICE)
+    gh.wait_tracked("alice's mail", timeout=3.0)
+    alice_latency = time.monotonic() - started
+    assert gh.activity("bob's mail") is None  # still throttled
+    gh.wait_tracked("bob's mail", timeout=20.0)  # tracked once the storm is over
+    assert alice_latency < 3.0
+    assert gh.source.client.throttle.backoffs(BOB) > 0
+    assert gh.source.client.throttle.backoffs(ALICE) == 0
+    gh.settle()
+    assert len(gh.activities()) == 2
+
+
+def test_switch_from_ews_to_graph_doubles_nothing(tmp_path, monkeypatch):
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    with Harness(tmp_path, **options_for_tests()) as ews:
+        ews.import_records(RECORDS)
+        mb = _mailbox(ews)
+        ews.write_rules(_rules(ALICE))
+        ews.start_watcher()
+        ids = {s: _file(ews, s, "Inbox/Customers/Contoso") for s in ("one", "two", "three")}
+        wait_until(lambda: len(ews.activities()) == 3, 15, "3 mails tracked through EWS")
+        ews.settle()
+        ews.stop_watcher()
+        ledger_rows = _count(ews, ledger)
+
+        graph = GraphHarness(
+            tmp_path, simulator=ews.sim, database_url=ews.database_url, **options_for_tests()
+        )
+        graph.engine = ews.engine
+        graph.start_watcher()
+        try:
+            _file(graph, "four", "Inbox/Customers/Contoso")
+            graph.wait_tracked("four", regarding_id="acc-contoso")
+            mb.move_item(ids["two"], "Inbox/Customers/Fabrikam")  # a mail EWS tracked, re-linked by Graph
+            graph.wait_tracked("two", regarding_id="acc-fabrikam")
+            graph.settle()
+            subjects = sorted(a["subject"] for a in graph.activities())
+            assert subjects == ["four", "one", "three", "two"]
+            assert _count(graph, ledger, state="present") == 4
+            assert _count(graph, ledger) <= ledger_rows + 3
+        finally:
+            graph.stop_watcher()
+
+
+def test_kill_9_of_run_with_graph_source_loses_and_doubles_nothing(simulator_factory, tmp_path, monkeypatch):
+    """``foldertrack run`` with ``source = "graph"`` as a child process, SIGKILLed mid-burst twice; a final
+    run catches up: every mail is one activity regarding the folder it ended in, one present ledger row."""
+    import random
+    import threading
+
+    from foldertrack.simulator.identity import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT
+    from foldertrack.state.database import open_database, upgrade_database
+    from foldertrack.state.records import RecordDirectory
+    from foldertrack.testing.process import WatcherProcess
+
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    sim = simulator_factory()
+    sim.identity.add_app(DEMO_TENANT, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+    for address in (ALICE, BOB):
+        sim.add_mailbox(address)
+        for path in FOLDERS:
+            sim.mailbox(address).create_folder(path)
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "rules.yaml").write_text(_rules(ALICE, BOB), encoding="utf-8")
+    database_url = f"sqlite:///{tmp_path / 'foldertrack.db'}"
+    upgrade_database(database_url)
+    engine = open_database(database_url)
+    (tmp_path / "records.csv").write_text(RECORDS, encoding="utf-8")
+    RecordDirectory(engine).import_csv(tmp_path / "records.csv")
+    config = tmp_path / "foldertrack.toml"
+    config.write_text(
+        f"""[exchange]
+source = "graph"
+
+[graph]
+tenant_id = "{DEMO_TENANT}"
+client_id = "{DEMO_CLIENT_ID}"
+authority = "{sim.https_base}"
+base_url = "{sim.https_base}/v1.0"
+ca_file = "{sim.ca_path}"
+poll_interval = "1s"
+
+[database]
+url = "{database_url}"
+
+[rules]
+dir = "{rules_dir}"
+
+[watch]
+workers = 3
+debounce = "20ms"
+""",
+        encoding="utf-8",
+    )
+    process = WatcherProcess(
+        config, tmp_path / "run.log", extra_env={"FOLDERTRACK_GRAPH_CLIENT_SECRET": DEMO_CLIENT_SECRET}
+    )
+    rng = random.Random(20261129)
+    expected: dict[str, str] = {}
+    where: dict[str, tuple[str, str]] = {}
+    folders = {"Inbox/Customers/Contoso": "acc-contoso", "Inbox/Customers/Fabrikam": "acc-fabrikam"}
+
+    def file_mails(round_no: int) -> None:
+        for n in range(20):
+            if where and rng.random() < 0.25:  # re-file a tracked mail
+                subject = rng.choice(sorted(where))
+                owner, item_id = where[subject]
+                folder = rng.choice(list(folders))
+                where[subject] = (owner, sim.mailbox(owner).move_item(item_id, folder))
+            else:
+                owner = rng.choice((ALICE, BOB))
+                subject = f"round {round_no} mail {n}"
+                folder = rng.choice(list(folders))
+                where[subject] = (owner, _file_in(sim, owner, subject, folder))
+            expected[subject] = folders[folder]
+            time.sleep(rng.uniform(0.0, 0.03))
+
+    def polling() -> bool:
+
+        with engine.connect() as conn:
+            modes = dict(
+                conn.execute(select(subscription_health.c.mailbox, subscription_health.c.mode)).all()
+            )
+        return all(modes.get(m) == "polling" for m in (ALICE, BOB))
+
+    try:
+        for round_no in range(2):
+            process.start()
+            wait_until(lambda: process.running() and polling(), 30, "the watcher to poll Graph")
+            mover = threading.Thread(target=file_mails, args=(round_no,))
+            mover.start()
+            time.sleep(rng.uniform(0.3, 1.2))
+            process.kill9()
+            mover.join()
+
+            with engine.begin() as conn:
+                conn.execute(subscription_health.update().values(mode="stopped"))
+        process.start()
+
+        def done() -> bool:
+            with engine.connect() as conn:
+                rows = dict(conn.execute(select(activities.c.subject, activities.c.regarding_id)).all())
+            return rows == expected
+
+        try:
+            wait_until(done, 60, "every mail tracked where it ended")
+        except AssertionError:
+            with engine.connect() as conn:
+                rows = dict(conn.execute(select(activities.c.subject, activities.c.regarding_id)).all())
+            diff = {s: (rows.get(s), r) for s, r in expected.items() if rows.get(s) != r}
+            raise AssertionError(f"not where they ended (have, want): {diff}") from None
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(activities)).scalar_one() == len(expected)
+            present = conn.execute(
+                select(ledger.c.mail_key, func.count())
+                .where(ledger.c.state == "present")
+                .group_by(ledger.c.mail_key)
+            ).all()
+        assert len(present) == len(expected) and all(n == 1 for _, n in present)
+    finally:
+        process.close()
+        engine.dispose()
+
+
+def _file_in(sim, mailbox: str, subject: str, folder: str) -> str:
+    spec = MailSpec(subject=subject, sender="dana@contoso.com", to=[mailbox], body=subject)
+    return sim.mailbox(mailbox).move_item(sim.deliver(mailbox, spec, folder="Inbox"), folder)
