@@ -36,6 +36,11 @@ def idempotency_key(row: Row) -> str:
     return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, name))
 
 
+#: confirmed entries marked delivered in one write transaction (a crash before the mark re-sends them,
+#: which the sinks' idempotency makes harmless)
+FLUSH_EVERY = 32
+
+
 class DeliveryWorker(threading.Thread):
     """Delivers the entries of ``partitions``; survives any error (logged, counted, retried)."""
 
@@ -45,6 +50,9 @@ class DeliveryWorker(threading.Thread):
         self.index = index
         self.partitions = partitions
         self._next_prune = time.monotonic() + 5.0
+        #: entries the sink confirmed, not yet marked: written together (one write transaction per
+        #: :data:`FLUSH_EVERY` entries, not one per entry: the state writer lock is the bottleneck of a burst)
+        self._done: list[tuple[Row, int, str, float, str | None]] = []
 
     def run(self) -> None:
         service = self.service
@@ -81,15 +89,20 @@ class DeliveryWorker(threading.Thread):
         if not mine:
             return service.options.scan_interval  # another instance got there first
         blocked: set[str] = set()
-        for row in rows:
-            if service.stopping or service.paused_for() > 0:
-                return 0.0
-            if row.id not in mine:
-                continue
-            if row.mail_key in blocked:
-                continue  # an earlier entry of this key just failed: keep the order
-            if not self._deliver(row):
-                blocked.add(row.mail_key)
+        try:
+            for row in rows:
+                if service.stopping or service.paused_for() > 0:
+                    return 0.0
+                if row.id not in mine:
+                    continue
+                if row.mail_key in blocked:
+                    continue  # an earlier entry of this key just failed: keep the order
+                if not self._deliver(row):
+                    blocked.add(row.mail_key)
+                if len(self._done) >= FLUSH_EVERY:
+                    self._flush()
+        finally:
+            self._flush()
         return 0.0
 
     def _deliver(self, row: Row) -> bool:
@@ -133,19 +146,31 @@ class DeliveryWorker(threading.Thread):
     # -- outcomes --------------------------------------------------------------------------------------------
 
     def _finish(self, row: Row, attempt: int, outcome: str, seconds: float, note: str | None = None) -> None:
+        """Queue the entry's mark; :meth:`_flush` writes it (at the latest when the round ends)."""
+        self._done.append((row, attempt, outcome, seconds, note))
+
+    def _flush(self) -> None:
+        """Mark every confirmed entry in one write transaction, then observe and give feedback."""
+        done, self._done = self._done, []
+        if not done:
+            return
         service = self.service
-        with store.writing(service.engine) as conn:
-            outbox.mark_delivered(conn, row.id, attempt, note)
+        for _row, _attempt, outcome, _seconds, _note in done:
             if outcome == "delivered":
-                outbox.note_success(conn, service.name)
-                if row.op == "upsert":
+                service.note_success()  # counted before the marks commit: figures never show backlog 0 first
+        with store.writing(service.engine) as conn:
+            for row, attempt, outcome, _seconds, note in done:
+                outbox.mark_delivered(conn, row.id, attempt, note)
+                if outcome == "delivered" and row.op == "upsert":
                     outbox.settle_earlier_dead(conn, row)
-        if outcome == "delivered":
-            service.note_success()
-        self._observe(row, outcome, seconds)
-        log.debug("delivery to %s: %s %s %s", service.name, outcome, row.op, row.mail_key[:200])
-        if outcome == "delivered" and row.op == "upsert":
-            self._feedback("confirmed", row.mailbox, row.mail_key)
+            delivered = sum(1 for _row, _a, outcome, _s, _n in done if outcome == "delivered")
+            if delivered:
+                outbox.note_success(conn, service.name, delivered)
+        for row, _attempt, outcome, seconds, _note in done:
+            self._observe(row, outcome, seconds)
+            log.debug("delivery to %s: %s %s %s", service.name, outcome, row.op, row.mail_key[:200])
+            if outcome == "delivered" and row.op == "upsert":
+                self._feedback("confirmed", row.mailbox, row.mail_key)
 
     def _retry(self, row: Row, attempt: int, exc: Exception, seconds: float) -> None:
         service = self.service
@@ -155,6 +180,7 @@ class DeliveryWorker(threading.Thread):
         if retry_after is not None:
             delay = max(delay, retry_after)  # the sink's Retry-After wins over our cap
         failing_since = service.note_transient(error, retry_after)
+        self._flush()
         with store.writing(service.engine) as conn:
             outbox.mark_retry(conn, row.id, attempt, utcnow() + timedelta(seconds=delay), error)
             outbox.note_failure(conn, service.name, error, transient=True, failing_since=failing_since)
@@ -174,6 +200,7 @@ class DeliveryWorker(threading.Thread):
         service = self.service
         error = _message(exc)
         service.note_rejection(error)
+        self._flush()
         with store.writing(service.engine) as conn:
             outbox.mark_dead(conn, row.id, attempt, error)
             outbox.note_failure(conn, service.name, error, transient=False, failing_since=None)
