@@ -120,12 +120,18 @@ def _build_graph_watcher(config: Config, options: WatchOptions, observer: WatchO
     """The watcher on the Graph source: delta polls every ``graph.poll_interval``, no EWS connection."""
     from foldertrack.sources.graph.config import graph_source
 
-    if "watch.poll_interval" not in config.explicit_keys:
-        options = replace(options, poll_interval=config.graph.poll_interval)
+    options = replace(options, poll_interval=config.graph.poll_interval)  # watch.poll_interval is EWS's fallback
     engine = open_database(config.database.url)
     if options.fleet is not None:
         guard_sessions(engine, options.fleet.ttl)
     sink = load_sink(config.sink.name, config, engine)
     source = graph_source(config, engine)
     feedback = load_feedback(config, source, engine, sink.name)
-    return Watcher(options, engine, None, sink, observer=observer, feedback=feedback, source=source)  # type: ignore[arg-type]
+    watcher = Watcher(options, engine, None, sink, observer=observer, feedback=feedback, source=source)  # type: ignore[arg-type]
+    if config.graph.notification_url:  # change notifications; the poll stays as the fallback
+        from foldertrack.ops.listener import parse_address
+        from foldertrack.watch.graph_push import attach_push
+
+        host, port = parse_address(config.graph.listen)
+        attach_push(watcher, source.client, notification_url=config.graph.notification_url, host=host, port=port)
+    return watcher

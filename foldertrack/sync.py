@@ -162,27 +162,37 @@ def _apply_page(
         target,
         wanted,
         max_attachment_bytes=ctx.max_attachment_bytes,
-        resolve_address=ctx.resolve_address,
+        resolve_address=_memo(ctx.resolve_address),  # one lookup per distinct address per page
     )
     activities, arrivals, gone, failed = fetched.activities, fetched.arrivals, fetched.gone, fetched.failed
     result.skipped += fetched.skipped
     moved = source.moved_copies(ctx.engine, target, activities) if activities else set()
     keys = [a.key for a in activities.values()]
+    known: tuple[str, BaseException | None] | None = None
     page = _Page(target, row, state, new_state, last_page, activities, arrivals, moved, deletes, gone)
     if len(set(keys)) == len(keys):  # one mail key twice in a page: the careful way from the start
         trial, tried_failed, tracked = replace(result, events=list(result.events)), list(failed), []
         try:
             _write_page(replace(ctx, on_tracked=lambda *a: tracked.append(a)), page, tried_failed, trial)
-        except BatchAborted:
+        except BatchAborted as aborted:
             log.debug("%s %s: an item failed in a batched page; applying it item by item", *page.names)
+            known = (aborted.item_id, aborted.__cause__)  # not asked of the sink twice in one attempt
+        except ItemsNeedRetry:
+            _adopt(ctx, result, trial, tracked)
+            raise
         else:
-            for name in SyncResult.__dataclass_fields__:
-                setattr(result, name, getattr(trial, name))
-            if ctx.on_tracked is not None:
-                for args in tracked:
-                    ctx.on_tracked(*args)
+            _adopt(ctx, result, trial, tracked)
             return
-    _write_page(ctx, page, failed, result, batched=False)
+    _write_page(ctx, page, failed, result, batched=False, known=known)
+
+
+def _adopt(ctx: SyncContext, result: SyncResult, trial: SyncResult, tracked: list[tuple]) -> None:
+    """The batched attempt committed: its counts are the page's, and its tracked mails are reported."""
+    for name in SyncResult.__dataclass_fields__:
+        setattr(result, name, getattr(trial, name))
+    if ctx.on_tracked is not None:
+        for args in tracked:
+            ctx.on_tracked(*args)
 
 
 @dataclass(frozen=True)
@@ -205,7 +215,14 @@ class _Page:
         return self.target.mailbox, self.target.path
 
 
-def _write_page(ctx: SyncContext, page: _Page, failed: list, result: SyncResult, batched: bool = True) -> None:
+def _write_page(
+    ctx: SyncContext,
+    page: _Page,
+    failed: list,
+    result: SyncResult,
+    batched: bool = True,
+    known: tuple[str, BaseException | None] | None = None,
+) -> None:
     """The page's one transaction. Batched: the decisions' reads come from a few queries and new rows go
     in multi-row inserts, with no savepoint (an item failing raises BatchAborted: the caller rolls back
     and comes here again unbatched, a savepoint per item, so the failure is isolated to that item)."""
@@ -213,13 +230,13 @@ def _write_page(ctx: SyncContext, page: _Page, failed: list, result: SyncResult,
     with store.writing(ctx.engine) as conn:
         if ctx.fence is not None:
             ctx.fence(conn)
-        batch = (
-            page_batch.PageBatch.load(conn, target.mailbox, target.folder_id, [a.key for a in page.activities.values()])
-            if batched
-            else None
-        )
+        keys = [a.key for a in page.activities.values()]
+        batch = page_batch.PageBatch.load(conn, target.mailbox, target.folder_id, keys) if batched else None
         with page_batch.attached(conn, batch) if batch is not None else nullcontext():
             for item_id, activity in page.activities.items():
+                if known is not None and item_id == known[0] and isinstance(known[1], PermanentSinkError):
+                    failed.append((item_id, known[1], activity))  # what the batched attempt was told
+                    continue
                 try:
                     with conn.begin_nested() if batch is None else nullcontext():
                         outcome = _track(
@@ -261,6 +278,19 @@ def _write_page(ctx: SyncContext, page: _Page, failed: list, result: SyncResult,
         return
     if retry_later:
         raise ItemsNeedRetry(f"{len(failed)} item(s) in {target.path} failed; will retry")
+
+
+def _memo(resolve: Callable[[str], RecordRef | None]) -> Callable[[str], RecordRef | None]:
+    """The page's address lookups: a mail's parties repeat across a page (the same customers, the
+    mailbox itself), so each distinct address is looked up once per page, not once per party."""
+    known: dict[str, RecordRef | None] = {}
+
+    def lookup(address: str) -> RecordRef | None:
+        if address not in known:
+            known[address] = resolve(address)
+        return known[address]
+
+    return lookup
 
 
 def _synced_lately(row) -> bool:

@@ -38,7 +38,7 @@ MAILBOXES = ("alice@example.com", "bob@example.com")
 TENANT, CLIENT_ID, CLIENT_SECRET = "contoso-demo", "11111111-2222-3333-4444-555555555555", "demo-app-secret"
 
 
-def _config_text(h: Any, sink: str) -> str:
+def _config_text(h: Any, sink: str, source: str = "ews") -> str:
     """The configuration an admin would write, pointing at the simulators (secrets come from the env)."""
     from foldertrack.testing.harness import SERVICE_ACCOUNT
 
@@ -70,6 +70,17 @@ tenant_id = "{TENANT}"
 client_id = "{CLIENT_ID}"
 ca_file = "{h.sim.ca_path}"
 """
+    if source == "graph":  # Exchange Online through Microsoft Graph (README "Exchange Online (Microsoft Graph)")
+        text = text.replace("[exchange]\n", '[exchange]\nsource = "graph"\n', 1)
+        text += f"""
+[graph]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT_ID}"
+authority = "{h.sim.https_base}"
+base_url = "{h.sim.https_base}/v1.0"
+ca_file = "{h.sim.ca_path}"
+poll_interval = "1s"
+"""
     return text
 
 
@@ -87,7 +98,14 @@ ca_file = "{h.sim.ca_path}"
     show_default=True,
     help="Deliver into the simulated Dynamics 365 (Dataverse), or keep activities local only.",
 )
-def demo(keep: str | None, sink: str) -> None:
+@click.option(
+    "--source",
+    type=click.Choice(["ews", "graph"]),
+    default="ews",
+    show_default=True,
+    help="Read the mailboxes through EWS or Microsoft Graph (delta polling).",
+)
+def demo(keep: str | None, sink: str, source: str) -> None:
     """Run the simulators, the watcher and a simulated mobile user; print what happens."""
     from foldertrack.config import load_config
     from foldertrack.runtime import build_watcher
@@ -110,13 +128,17 @@ def demo(keep: str | None, sink: str) -> None:
                         mailbox.create_folder(path)
                 h.write_rules(DEMO_RULES)
                 config_file = workdir / "foldertrack.toml"
-                config_file.write_text(_config_text(h, sink), encoding="utf-8")
+                config_file.write_text(_config_text(h, sink, source), encoding="utf-8")
                 env = {"FOLDERTRACK_EXCHANGE_PASSWORD": SERVICE_PASSWORD}
                 if sink == "dataverse":
                     h.sim.identity.add_app(TENANT, CLIENT_ID, CLIENT_SECRET)
                     seed_demo(h.sim.crm)
                     env["FOLDERTRACK_DATAVERSE_CLIENT_SECRET"] = CLIENT_SECRET
                     say(f"simulated Dynamics 365 (Dataverse) at {h.sim.https_base}/api/data/v9.2/")
+                if source == "graph":
+                    h.sim.identity.add_app(TENANT, CLIENT_ID, CLIENT_SECRET)
+                    env["FOLDERTRACK_GRAPH_CLIENT_SECRET"] = CLIENT_SECRET
+                    say(f"simulated Microsoft Graph at {h.sim.https_base}/v1.0 (same mailboxes)")
                 config = load_config(config_file, env=env)
                 _load_records(h, config, sink, say)
                 say(f"configuration, rules and database in {workdir}")

@@ -106,7 +106,7 @@ def _key_hint(section: str, key: str) -> str:
     in_section = [s.name for s in SETTINGS if s.section == section]
     match = difflib.get_close_matches(f"{section}.{key}", in_section, n=1, cutoff=0.75)
     if not match:
-        by_key = {s.key: s.name for s in SETTINGS}
+        by_key = {s.key: s.name for s in reversed(SETTINGS)}  # a key in several sections: the first one
         near = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.75)
         match = [by_key[near[0]]] if near else []
     return f" (did you mean {match[0]}?)" if match else ""

@@ -185,6 +185,8 @@ class GraphConfig:
     ca_file: Path | None
     poll_interval: float
     page_size: int
+    notification_url: str | None = None
+    listen: str = "127.0.0.1:8765"
     client_secret: Secret | None = None
 
     def connection_problems(self) -> list[str]:

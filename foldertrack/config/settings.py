@@ -453,6 +453,21 @@ SETTINGS: tuple[Setting, ...] = (
         100,
         "Changes per delta page (`Prefer: odata.maxpagesize`).",
     ),
+    Setting(
+        "graph",
+        "notification_url",
+        HTTP_URL,
+        None,
+        "Public HTTPS URL Graph posts change notifications to (a reverse proxy forwarding to "
+        "`graph.listen`); unset: delta polling only.",
+    ),
+    Setting(
+        "graph",
+        "listen",
+        ADDRESS,
+        "127.0.0.1:8765",
+        "Local HOST:PORT of the change notification listener (with `graph.notification_url`).",
+    ),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

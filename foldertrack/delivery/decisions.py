@@ -12,6 +12,7 @@ from sqlalchemy import Connection, update
 
 from foldertrack.delivery import outbox
 from foldertrack.rules.model import SendOptions
+from foldertrack.state import page_batch
 from foldertrack.state.schema import activities
 from foldertrack.state.types import utcnow
 
@@ -30,11 +31,13 @@ class OutboxWriter:
 
     def tracked(self, conn: Connection, key: str, mailbox: str, rule: object) -> None:
         """Tracked, re-linked or re-filed: the sink is brought to the local activity's content."""
-        conn.execute(
-            update(activities)
-            .where(activities.c.key == key, activities.c.deleted_at.is_not(None))
-            .values(deleted_at=None)  # tracked again after on_leave: delete
-        )
+        batch = page_batch.of(conn)
+        if batch is None or key not in batch.created:  # an activity created in this page was never deleted
+            conn.execute(
+                update(activities)
+                .where(activities.c.key == key, activities.c.deleted_at.is_not(None))
+                .values(deleted_at=None)  # tracked again after on_leave: delete
+            )
         if self.sink is not None:
             outbox.add(conn, sink=self.sink, key=key, op="upsert", mailbox=mailbox, send=_send(rule))
 

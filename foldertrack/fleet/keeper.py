@@ -249,7 +249,7 @@ class LeaseKeeper:
         started = time.monotonic()
         with self._lock:
             wanted, rows_missing = self._wanted, self._rows_missing
-        with self._transaction() as conn:
+        with self._transaction(write=rows_missing) as conn:  # usually a read: no SQLite write lock
             if rows_missing:
                 leases.ensure_rows(conn, wanted)
             now = db_now(conn)
@@ -306,11 +306,12 @@ class LeaseKeeper:
             log.exception("fleet: %s%r failed", getattr(callback, "__name__", "callback"), args)
 
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        """A short transaction; SQLite takes its write lock at BEGIN, PostgreSQL bounds every statement so a
-        hung database fails the round (and local deadlines drop the leases) instead of freezing the keeper."""
+    def _transaction(self, *, write: bool = True) -> Iterator[Connection]:
+        """A short transaction; SQLite takes its write lock at BEGIN for a ``write``, PostgreSQL bounds every
+        statement so a hung database fails the round (and local deadlines drop the leases) instead of
+        freezing the keeper."""
         with self.engine.connect() as conn:
-            if is_sqlite(conn):
+            if is_sqlite(conn) and write:
                 conn = conn.execution_options(**{SQLITE_BEGIN_OPTION: "immediate"})
             with conn.begin():
                 if not is_sqlite(conn):

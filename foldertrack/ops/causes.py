@@ -68,11 +68,11 @@ def _classify(exc: BaseException) -> Cause:
     if transport is not None:
         return transport
     if isinstance(exc, UnauthorizedError) or any("HTTP 401" in str(e) for e in chain):
-        return Cause("unauthorized", f"credentials refused (HTTP 401): {_plain(exc)}")
+        return Cause("unauthorized", _named(exc, wrapped, "credentials refused: HTTP 401"))
     for e in chain:
         status = _status(e)
         if status is not None:
-            return Cause(f"http_{status}", f"HTTP {status} from the server: {_plain(e)}")
+            return Cause(f"http_{status}", _named(e, wrapped, f"HTTP {status} from the server"))
     return Cause(type(exc).__name__, _plain(exc))
 
 
@@ -103,6 +103,11 @@ def _transport(chain: list[BaseException]) -> Cause | None:
     if (e := find(requests.exceptions.ConnectionError)) is not None:
         return Cause("connection_failed", f"connection failed{_where(chain)}: {_root(e)}")
     return None
+
+
+def _named(exc: BaseException, wrapped: bool, cause: str) -> str:
+    """``UnauthorizedError: … (credentials refused: HTTP 401)``; a wrapper's name comes after the cause."""
+    return f"{cause} ({_plain(exc)})" if wrapped else f"{_plain(exc)} ({cause})"
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

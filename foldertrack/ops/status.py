@@ -142,7 +142,7 @@ def collect_status(engine: Engine) -> dict[str, Any]:
                 "backfill": {
                     "state": "done" if f.backfill_done else "running",
                     "tracked": tracked,
-                    "total": None,  # Exchange's folder count is not stored (yet): unknown
+                    "total": f.backfill_total,  # items in the folder as its first sync began
                 },
             }
         )

@@ -3,7 +3,8 @@
 Because the tables live beside the ledger, the watcher hands over its transaction's connection and the
 activity commits together with the ledger row and the new sync state. Work runs inside a SAVEPOINT on that
 connection, so a rejected activity (PermanentSinkError) leaves the caller's transaction usable, e.g. to
-record a dead letter.
+record a dead letter. In a batched sync page (:mod:`foldertrack.state.page_batch`) there is no savepoint
+and new activities are inserted with the page's other new rows.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from foldertrack.errors import PermanentSinkError, SinkError, TransientSinkError
 from foldertrack.model import Activity, Attachment, Party
 from foldertrack.sinks.base import ActivitySink, UpsertOutcome
+from foldertrack.state import page_batch
 from foldertrack.state.database import SQLITE_BEGIN_OPTION
 from foldertrack.state.schema import activities, activity_attachments, activity_parties, records
 from foldertrack.state.types import to_utc, utcnow
@@ -64,6 +66,9 @@ class SqlActivitySink(ActivitySink):
 
     def upsert(self, activity: Activity, conn: Connection | None = None) -> UpsertOutcome:
         values = _activity_values(activity)
+        batch = page_batch.of(conn)
+        if batch is not None and conn is not None:
+            return self._upsert_batched(batch, conn, activity, values)
         try:
             with self._transaction(conn) as c:
                 return self._upsert(c, activity.key, values, activity.parties, activity.attachments)
@@ -89,8 +94,40 @@ class SqlActivitySink(ActivitySink):
         except exc.SQLAlchemyError as error:
             raise sink_error(error, key) from error
 
+    def _upsert_batched(
+        self, batch: page_batch.PageBatch, c: Connection, activity: Activity, values: dict[str, Any]
+    ) -> UpsertOutcome:
+        """In a batched sync page (no savepoint: a failure aborts the batch, see page_batch): a new
+        activity is queued for the page's multi-row insert; one that exists is compared and updated."""
+        key = activity.key
+        try:
+            if values["regarding_type"] is not None and values["regarding_name"] is None:
+                values["regarding_name"] = batch.record_name(
+                    c, values["regarding_type"], values["regarding_id"], _record_name
+                )
+            if not batch.knows_absent(key):
+                return self._upsert(c, key, values, activity.parties, activity.attachments)
+        except exc.SQLAlchemyError as error:
+            raise sink_error(error, key) from error
+        now = utcnow()
+
+        def on_conflict(conn: Connection) -> None:  # another writer created it meanwhile
+            self._upsert(conn, key, values, activity.parties, activity.attachments)
+
+        queued = page_batch.QueuedActivity(
+            row={**values, "key": key, "tracked_at": now, "updated_at": now},
+            parties=[_party_values(key, i, p) for i, p in enumerate(activity.parties)],
+            attachments=[_attachment_values(key, i, a) for i, a in enumerate(activity.attachments)],
+            on_conflict=on_conflict,
+        )
+        batch.queue_activity(key, queued)
+        return "created"
+
     @contextmanager
     def _transaction(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None and page_batch.of(conn) is not None:
+            yield conn  # a batched page has no savepoints: a failure rolls the whole page back
+            return
         if conn is None:
             # read-then-write: on SQLite take the write lock at BEGIN rather than fail on upgrade
             with (

@@ -43,7 +43,12 @@ _IN_CHUNK = 500
 
 
 class BatchAborted(Exception):
-    """An item failed inside a batched page: roll the page back and apply it with a savepoint per item."""
+    """An item failed inside a batched page: roll the page back and apply it with a savepoint per item.
+    The item's error is the ``__cause__``."""
+
+    def __init__(self, item_id: str):
+        super().__init__(f"item {item_id[:80]} failed in a batched page")
+        self.item_id = item_id
 
 
 @dataclass
@@ -108,7 +113,9 @@ class PageBatch:
             return self.links[activity_key]
         return store.link(conn, activity_key)
 
-    def ledger_present(self, conn: Connection, mailbox: str, mail_key: str, folder_id: str, item_id: str) -> None:
+    def ledger_present(
+        self, conn: Connection, mailbox: str, mail_key: str, folder_id: str, item_id: str
+    ) -> None:
         known = (mailbox, folder_id) == (self.mailbox, self.folder_id) and mail_key in self.entries
         if not known or self.entries[mail_key] is not None:
             store.ledger_present(conn, mailbox, mail_key, folder_id, item_id)

@@ -456,3 +456,7 @@ watcher_warnings = Table(
     _updated(),
     _one_of("kind", "rules_reload_failed", "no_rule_files"),
 )
+
+# the number of items Exchange reported in the folder when its first sync (backfill) began, for the
+# "done/total" progress `status` shows while it runs (0007, foldertrack.watch.backfill)
+tracked_folders.append_column(Column("backfill_total", Integer, nullable=True))

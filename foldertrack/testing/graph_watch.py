@@ -39,8 +39,10 @@ class GraphHarness(Harness):
         sink: Any = None,
         feedback: Any = None,
         ready_timeout: float = 20.0,
+        push: bool = False,
         **overrides: Any,
     ) -> Watcher:
+        """``push``: change notifications to a loopback listener (else delta polling only)."""
         options = WatchOptions(rules_dir=self.rules_dir, **{**self.options, **overrides})
         self.source = graph_source(self.sim, engine=self.engine)
         self.watcher = Watcher(
@@ -52,6 +54,10 @@ class GraphHarness(Harness):
             feedback=feedback,
             source=self.source,
         )
+        if push:
+            from foldertrack.watch.graph_push import attach_push
+
+            self.push = attach_push(self.watcher, self.source.client, notification_url=None)
         self.watcher.start()
         if not self.watcher.ready.wait(ready_timeout):
             raise TimeoutError("watcher did not become ready")

@@ -173,6 +173,8 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
         self.rules_state.clear()
         if self.fleet is not None:
             self.fleet.stop()  # hand every lease back at once: other instances take over in seconds
+        if getattr(self, "push", None) is not None:
+            self.push.stop()  # Graph change notifications: delete the subscriptions, stop the listener
         if self.connector is not None:
             self.connector.close()
         if self.sync_context.source is not None:

@@ -88,7 +88,27 @@ class SubscribingMixin:
         self._mark_ready_if_done()
 
     def _poll_only(self, state: MailboxState) -> None:
-        """A source without streaming (Graph): the mailbox polls its delta chains every ``poll_interval``."""
+        """A source without streaming (Graph): change notifications when configured (``self.push``), else
+        (or while they fail) the mailbox polls its delta chains every ``poll_interval``."""
+        push = getattr(self, "push", None)
+        if push is not None:
+            try:
+                created = push.subscribe(state.mailbox, frozenset(state.targets))
+            except Exception as exc:
+                self._set_mode(state, "polling", describe(exc))
+                self._mark_ready_if_done()
+                raise
+            with self._lock:
+                state.subscribed_ids = state.watch_ids
+            was = state.mode
+            if was != "streaming":
+                self._set_mode(state, "streaming")
+            state.failing = False
+            if created or was != "streaming":  # nothing was notified before a subscription existed
+                for folder_id in list(state.targets):
+                    self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "resubscribed"))
+            self._mark_ready_if_done()
+            return
         with self._lock:
             state.subscribed_ids = state.watch_ids
         if state.mode != "polling":
@@ -160,6 +180,7 @@ class SubscribingMixin:
             done = all(
                 s.start_failed
                 or (s.resolved and (s.subscription_id or s.mode == "polling" or not s.watch_ids))
+                or (s.resolved and s.mode == "streaming" and getattr(self, "push", None) is not None)
                 for s in self._mailboxes.values()
             )
         if done and not self.ready.is_set():

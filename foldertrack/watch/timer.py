@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from foldertrack.ops.health import started
 from foldertrack.retry import describe
 from foldertrack.state import watch_store as store
+from foldertrack.watch.backfill import backfilling
 from foldertrack.watch.events import FolderChanged, HierarchyChanged, SubscribeMailbox
 from foldertrack.watch.mailbox import MailboxState
 
@@ -70,11 +71,21 @@ class TimerMixin:
                     self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "poll"))
                 if not self.sync_context.mail_source().streams:  # Graph: folder tree changes by delta too
                     self.dispatcher.put(HierarchyChanged(state.mailbox, "poll"))
+                    if getattr(self, "push", None) is not None and not self.dispatcher.attempts(
+                        ("subscribe", state.mailbox)
+                    ):
+                        self.dispatcher.put(SubscribeMailbox(state.mailbox, "poll-retry"))
                 elif (
                     state.subscription_id is None
                     and self.dispatcher.attempts(("subscribe", state.mailbox)) == 0
                 ):
                     self.dispatcher.put(SubscribeMailbox(state.mailbox, "poll-retry"))
+            push = getattr(self, "push", None)  # Graph change notifications (watch/graph_push.py)
+            if push is not None and state.mode == "streaming" and now >= state.next_poll:
+                state.next_poll = now + self.options.poll_interval  # the folder tree has no notifications
+                self.dispatcher.put(HierarchyChanged(state.mailbox, "poll"))
+                if push.due(state.mailbox):  # renewal well before expiry, re-authorisation
+                    self.dispatcher.put(SubscribeMailbox(state.mailbox, "renew"))
             if state.next_safety == 0.0:
                 state.next_safety = now + self._safety_delay()
             elif now >= state.next_safety:
@@ -125,9 +136,7 @@ class TimerMixin:
 
     def _backfilling(self, mailbox: str, folder_id: str) -> bool:
         """Whether the folder's next catch-up is (part of) its first sync: mails already there, not moves."""
-        with self.engine.connect() as conn:
-            row = store.folder(conn, mailbox, folder_id)
-        return row is not None and (row.sync_state is None or not row.backfill_done)
+        return backfilling(self.engine, self.connector, mailbox, folder_id)  # type: ignore[attr-defined]
 
     def _safety_delay(self) -> float:
         """The safety-net interval, ±50 % at random, so a thousand mailboxes are not all re-synced at once

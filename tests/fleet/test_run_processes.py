@@ -5,6 +5,7 @@ tracked exactly once, and a rolling restart (SIGTERM, start again) loses nothing
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections.abc import Iterator
 
@@ -135,3 +136,23 @@ def test_a_rolling_restart_moves_mailboxes_in_seconds_and_loses_nothing(fleet):
         wait_until(lambda: split_over(engine, list(procs)), 30, "split again with the replacement")
     n = 6 * 3
     wait_until(lambda: tracked(engine) == (n, n, n), 30, f"{n} mails, each once")
+
+
+def test_a_watcher_paused_past_the_ttl_loses_its_mailboxes_and_rejoins_without_doubling(fleet):
+    sim, engine, spawn = fleet
+    a, b = spawn("a"), spawn("b")
+    wait_until(lambda: split_over(engine, ["a", "b"]), 30, "split over a and b")
+    deliver(sim, "first")
+    wait_until(lambda: tracked(engine) == (6, 6, 6), 30, "6 mails tracked once")
+
+    a.proc.send_signal(signal.SIGSTOP)  # a stuck VM: its process and connections stay, it does nothing
+    deliver(sim, "while-paused")
+    wait_until(lambda: owners(engine) == dict.fromkeys(BOXES, "b"), TTL + 10, "b holding all 6")
+    wait_until(lambda: tracked(engine) == (12, 12, 12), 30, "the mails filed meanwhile tracked by b")
+    a.proc.send_signal(signal.SIGCONT)
+
+    wait_until(lambda: split_over(engine, ["a", "b"]), 30, "a back with its share")
+    deliver(sim, "after")
+    wait_until(lambda: tracked(engine) == (18, 18, 18), 30, "18 mails, each once")
+    assert "not renewed in time" in a.log() or "lost at renewal" in a.log()
+    assert "Traceback" not in a.log() and "Traceback" not in b.log()

@@ -153,7 +153,6 @@ def test_throttled_mailbox_does_not_hold_back_another(gh):
     assert alice_latency < 3.0
     assert gh.source.client.throttle.backoffs(BOB) > 0
     assert gh.source.client.throttle.backoffs(ALICE) == 0
-    gh.settle()
     assert len(gh.activities()) == 2
 
 
@@ -184,7 +183,10 @@ def test_switch_from_ews_to_graph_doubles_nothing(tmp_path, monkeypatch):
             graph.settle()
             subjects = sorted(a["subject"] for a in graph.activities())
             assert subjects == ["four", "one", "three", "two"]
-            assert _count(graph, ledger, state="present") == 4
+            # the departure from Contoso is seen on that folder's next delta poll
+            wait_until(
+                lambda: _count(graph, ledger, state="present") == 4, 10, "one present ledger row per mail"
+            )
             assert _count(graph, ledger) <= ledger_rows + 3
         finally:
             graph.stop_watcher()
@@ -315,3 +317,41 @@ debounce = "20ms"
 def _file_in(sim, mailbox: str, subject: str, folder: str) -> str:
     spec = MailSpec(subject=subject, sender="dana@contoso.com", to=[mailbox], body=subject)
     return sim.mailbox(mailbox).move_item(sim.deliver(mailbox, spec, folder="Inbox"), folder)
+
+
+def test_change_notifications_trigger_and_lifecycle_events_repair(gh):
+    """With a notification URL the mailbox does not poll (poll interval 1 h here): a move is tracked through
+    its notification; lost notifications are caught up on ``missed``; ``subscriptionRemoved`` re-creates
+    the subscription and catches up."""
+    _mailbox(gh)
+    gh.write_rules(_rules(ALICE))
+    gh.start_watcher(push=True, poll_interval=3600.0)
+    wait_until(lambda: len(gh.push.subscriptions(ALICE)) == 2, 10, "one subscription per tracked folder")
+
+    _file(gh, "notified", "Inbox/Customers/Contoso")
+    gh.wait_tracked("notified", timeout=5.0, regarding_id="acc-contoso")
+    gh.settle()  # the catch-ups after subscribing are done
+
+    gh.sim.graph.faults.drop_notifications(10)  # lost on the way: nothing triggers a catch-up
+    _file(gh, "lost", "Inbox/Customers/Fabrikam")
+    gh.settle()
+    assert gh.activity("lost") is None
+    subs = gh.push.subscriptions(ALICE)
+    removed = next(iter(subs))
+    for sub_id in subs:
+        gh.sim.graph.lifecycle(sub_id, "missed")
+    gh.wait_tracked("lost", timeout=5.0, regarding_id="acc-fabrikam")
+    gh.sim.graph.faults.clear()  # no more drops
+
+    gh.sim.graph.lifecycle(removed, "subscriptionRemoved")
+    wait_until(
+        lambda: len(gh.push.subscriptions(ALICE)) == 2 and removed not in gh.push.subscriptions(ALICE),
+        10,
+        "the removed subscription re-created",
+    )
+    _file(gh, "after removal", "Inbox/Customers/Fabrikam")
+    _file(gh, "after removal 2", "Inbox/Customers/Contoso")
+    gh.wait_tracked("after removal", timeout=5.0, regarding_id="acc-fabrikam")
+    gh.wait_tracked("after removal 2", timeout=5.0, regarding_id="acc-contoso")
+    gh.settle()
+    assert len(gh.activities()) == 4

@@ -78,7 +78,7 @@ def test_tls_failure(failure, sim):
 
 def test_refused_credentials_and_wrong_url(failure, sim):
     cause = classify(failure(password="wrong"))
-    assert cause.code == "unauthorized" and "credentials refused (HTTP 401)" in cause.text
+    assert cause.code == "unauthorized" and "credentials refused: HTTP 401" in cause.text
     assert "wrong" not in cause.text.replace("UnauthorizedError", "")  # no secret, just the URL
     cause = classify(failure(sim.url.replace("Exchange.asmx", "Nope.asmx")))
     assert cause.code == "http_404" and "HTTP 404" in cause.text

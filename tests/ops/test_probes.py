@@ -88,7 +88,7 @@ def mailbox_status(harness: Harness) -> dict:
 
 def test_unreachable_exchange_is_an_error_with_its_reason_not_ok(harness):
     port = closed_port()
-    watcher, server = start(harness, f"http://127.0.0.1:{port}/EWS/Exchange.asmx")
+    _watcher, server = start(harness, f"http://127.0.0.1:{port}/EWS/Exchange.asmx")
     try:
         # in error, with the real cause, within the start deadline (and the timer's next tick)
         box = wait_until(
@@ -120,12 +120,12 @@ def test_unreachable_exchange_is_an_error_with_its_reason_not_ok(harness):
 
 
 def test_refused_credentials_are_an_error_at_once(harness):
-    watcher, server = start(harness, harness.sim.url, password="not-the-password")
+    _watcher, server = start(harness, harness.sim.url, password="not-the-password")
     try:
         box = wait_until(
             lambda: (b := mailbox_status(harness))["mode"] == "error" and b, 10, "alice in error"
         )
-        assert "credentials refused (HTTP 401)" in box["last_error"]
+        assert "credentials refused: HTTP 401" in box["last_error"]
         status, body = fetch(server.url + "/healthz")
         assert status == 503 and "credentials refused" in body
         scrape = samples(server)
@@ -139,7 +139,7 @@ def test_refused_credentials_are_an_error_at_once(harness):
 
 
 def test_a_wrong_url_is_named_by_its_http_status(harness):
-    watcher, server = start(harness, harness.sim.url.replace("/EWS/Exchange.asmx", "/EWS/Wrong.asmx"))
+    _watcher, server = start(harness, harness.sim.url.replace("/EWS/Exchange.asmx", "/EWS/Wrong.asmx"))
     try:
         box = wait_until(
             lambda: (b := mailbox_status(harness))["mode"] == "error" and b,
@@ -267,3 +267,44 @@ def test_a_failed_rules_reload_is_a_state_until_a_valid_set_loads(harness, caplo
         assert all(not i["warnings"] for i in report["instances"])
     finally:
         server.stop()
+
+
+def test_foldertrack_run_with_exchange_unreachable_says_so(sqlite_url, tmp_path):
+    """The operator's view: ``foldertrack run`` (a child process) against a closed port."""
+    from foldertrack.testing.process import WatcherProcess, write_config
+
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "rules.yaml").write_text(RULES, encoding="utf-8")
+    exchange_port, metrics_port = closed_port(), closed_port()
+    config = write_config(
+        tmp_path / "ft.toml",
+        endpoint=f"http://127.0.0.1:{exchange_port}/EWS/Exchange.asmx",
+        database_url=sqlite_url,
+        rules_dir=rules_dir,
+        watch={"start_timeout": "1s"},
+    )
+    proc = WatcherProcess(config, tmp_path / "run.log").start(
+        "--metrics-address", f"127.0.0.1:{metrics_port}"
+    )
+    url = f"http://127.0.0.1:{metrics_port}"
+    try:
+
+        def answer() -> tuple[int, str] | None:
+            try:
+                got = fetch(url + "/healthz")
+            except OSError:  # not listening yet
+                return None
+            return got if "every mailbox is in error" in got[1] else None
+
+        status, body = wait_until(answer, 30, "/healthz naming the unreachable Exchange")
+        assert status == 503 and f"connection refused (127.0.0.1:{exchange_port})" in body
+        assert fetch(url + "/readyz") == (200, "ok\n")
+        text = fetch(url + "/metrics")[1]
+        assert "foldertrack_ready 1.0" in text and "foldertrack_healthy 0.0" in text
+        assert 'code="connection_refused"' in text and 'code="ErrorTimeoutExpired"' not in text
+        out = run_status(sqlite_url)
+        assert "mode        error" in out and f"connection refused (127.0.0.1:{exchange_port})" in out
+        assert proc.terminate() == 0
+    finally:
+        proc.close()

@@ -56,12 +56,16 @@ def test_backfill_has_its_own_counters_and_progress(harness):
 
     (box,) = status_json(harness.database_url)["mailboxes"]
     (folder,) = box["folders"]
-    assert folder["backfill"] == {"state": "done", "tracked": OLD_MAILS + 1, "total": None}
+    # total: what Exchange counted in the folder as the backfill began
+    assert folder["backfill"] == {"state": "done", "tracked": OLD_MAILS + 1, "total": OLD_MAILS}
     assert "BACKFILL" in run_status(harness.database_url)
 
     with harness.engine.begin() as conn:  # as it looks while the first sync is still paging
-        conn.execute(update(tracked_folders).values(backfill_done=False))
+        conn.execute(update(tracked_folders).values(backfill_done=False, backfill_total=40))
     report = status_json(harness.database_url)
     assert report["mailboxes"][0]["folders"][0]["backfill"]["state"] == "running"
     assert report["totals"]["backfilling"] == 1
+    assert f"running {OLD_MAILS + 1}/40" in run_status(harness.database_url)
+    with harness.engine.begin() as conn:  # Exchange did not say: progress without a total
+        conn.execute(update(tracked_folders).values(backfill_total=None))
     assert f"running {OLD_MAILS + 1} so far" in run_status(harness.database_url)

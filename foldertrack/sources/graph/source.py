@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from foldertrack.exchange.bounds import bounded
 from foldertrack.exchange.hierarchy import FolderNode, FolderTree
@@ -41,6 +41,7 @@ from foldertrack.sources.graph.errors import (
 )
 from foldertrack.sources.graph.migrate import adopt_ews_state
 from foldertrack.state import watch_store as store
+from foldertrack.state.schema import ledger
 from foldertrack.targets import Target
 
 log = logging.getLogger("foldertrack.sync")
@@ -61,6 +62,7 @@ class GraphSource(MailSource):
         self.client = client
         self.page_size = page_size
         self.engine = engine  # given: EWS ids stored for a mailbox are translated on its first read
+        self._listed: dict[tuple[str, str], set[str]] = {}  # ids a from-scratch chain listed so far
 
     # -- folders ---------------------------------------------------------------------------------------------
 
@@ -105,18 +107,55 @@ class GraphSource(MailSource):
             raise CursorInvalid(str(exc)) from exc
         except GraphNotFound as exc:
             raise FolderMissing(folder_id) from exc
-        changes: list[tuple[str, Any]] = []
+        # an immutable id keeps its identity through moves: a mail moved out and back (or onto its own
+        # folder) may show as removed and changed in one page; only its last state counts
+        latest: dict[str, tuple[str, Any]] = {}
         for entry in body.get("value", []):
+            item_id = str(entry["id"])
+            latest.pop(item_id, None)
             if "@removed" in entry:
-                changes.append(("delete", Change(str(entry["id"]))))
+                latest[item_id] = ("delete", Change(item_id))
             else:
                 received = items.parse_time(entry.get("receivedDateTime"))
-                changes.append(("create", Change(str(entry["id"]), received)))
+                latest[item_id] = ("create", Change(item_id, received))
         next_link = body.get("@odata.nextLink")
         new_cursor = next_link or body.get("@odata.deltaLink")
         if not new_cursor:
             raise GraphTransientError("Graph delta page without @odata.nextLink or @odata.deltaLink")
+        changes = list(latest.values()) + self._unlisted(
+            mailbox, folder_id, cursor, latest, next_link is None
+        )
         return ChangePage(changes, str(new_cursor), next_link is None)
+
+    def _unlisted(
+        self, mailbox: str, folder_id: str, cursor: str | None, latest: dict, complete: bool
+    ) -> list[tuple[str, Any]]:
+        """A chain from scratch (first sync, 410 resync, switch from EWS) lists what is in the folder, never
+        what left it meanwhile: on its last page, the ledger's present items it did not list are departures."""
+        if self.engine is None:
+            return []
+        key = (mailbox.lower(), folder_id)
+        if cursor is None:
+            self._listed[key] = set()
+        listed = self._listed.get(key)
+        if listed is None:
+            return []  # a chain resumed after a restart: no full listing to compare with
+        listed.update(i for i, (kind, _) in latest.items() if kind == "create")
+        if not complete:
+            return []
+        del self._listed[key]
+        with self.engine.connect() as conn:
+            present = {
+                r.item_id
+                for r in conn.execute(
+                    select(ledger.c.item_id).where(
+                        ledger.c.mailbox == mailbox.lower(),
+                        ledger.c.folder_id == folder_id,
+                        ledger.c.state == "present",
+                    )
+                )
+            }
+        return [("delete", Change(i)) for i in sorted(present - listed) if i not in latest]
 
     # -- items -----------------------------------------------------------------------------------------------
 

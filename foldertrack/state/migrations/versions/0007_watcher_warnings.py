@@ -1,5 +1,6 @@
 """``watcher_warnings``: instance-wide problems ``status`` and ``/healthz`` report until they clear (a failed
-rules reload, a rules directory without rule files).
+rules reload, a rules directory without rule files); ``tracked_folders.backfill_total`` (items in the folder
+when its first sync began: the backfill progress ``status`` shows).
 
 Written out rather than importing ``foldertrack.state.schema``, like 0001.
 
@@ -22,6 +23,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column("tracked_folders", sa.Column("backfill_total", sa.Integer(), nullable=True))
     op.create_table(
         "watcher_warnings",
         sa.Column("instance", sa.String(length=64), nullable=False),
@@ -39,3 +41,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("watcher_warnings")
+    with op.batch_alter_table("tracked_folders") as batch:
+        batch.drop_column("backfill_total")
