@@ -224,28 +224,35 @@ class PlainChain:
 # -- the burst loop ------------------------------------------------------------------------------------------
 
 
-def _loop_main(conn, url: str, mailbox: str, password: str, paths: list[str], database_url: str) -> None:
-    account = _account(url, mailbox, password)
-    folders = _folders(account, paths)
-    states = {f.id: _sync_folder(account, f, None, None)[0] for f in folders}
+def _loop_main(
+    conn, url: str, mailboxes: list[str], password: str, paths: list[str], database_url: str
+) -> None:
+    accounts = [_account(url, mailbox, password) for mailbox in mailboxes]
+    work = [(account, folder) for account in accounts for folder in _folders(account, paths)]
+    states = {f.id: _sync_folder(account, f, None, None)[0] for account, f in work}
     store = _Store(database_url)
     conn.send("ready")
     conn.recv()  # "go": the mails were moved
     start, cpu0 = time.monotonic(), time.process_time()
-    count = sum(_sync_folder(account, f, states[f.id], store)[1] for f in folders)
+    count = sum(_sync_folder(account, f, states[f.id], store)[1] for account, f in work)
     conn.send((count, time.monotonic() - start, time.process_time() - cpu0))
 
 
-def plain_loop(url: str, mailbox: str, password: str, paths: Sequence[str], database_url: str, move) -> tuple:
-    """Start the loop's process (sync states taken now), call ``move()`` (moves the mails into the folders),
-    then time the loop catching up: (mails, seconds, CPU seconds)."""
+def plain_loop(
+    url: str, mailboxes: Sequence[str], password: str, paths: Sequence[str], database_url: str, move
+) -> tuple:
+    """Start the loop's process (sync states of every mailbox's folders taken now), call ``move()`` (moves
+    the mails into the folders), then time one thread catching every folder up, mailbox after mailbox:
+    (mails, seconds, CPU seconds)."""
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(
-        target=_loop_main, args=(child, url, mailbox, password, list(paths), database_url), daemon=True
+        target=_loop_main,
+        args=(child, url, list(mailboxes), password, list(paths), database_url),
+        daemon=True,
     )
     proc.start()
     try:
-        if not parent.poll(60) or parent.recv() != "ready":
+        if not parent.poll(120) or parent.recv() != "ready":
             raise RuntimeError("the plain-exchangelib loop did not start")
         move()
         parent.send("go")

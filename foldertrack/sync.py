@@ -14,6 +14,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -200,7 +201,7 @@ class _Page:
     """What one sync page decided to write."""
 
     target: Target
-    row: object
+    row: Any  # the tracked_folders row
     state: str | None
     new_state: str
     last_page: bool

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from foldertrack.testing.fixtures_db import TEST_DATABASE_ENV
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -31,6 +34,7 @@ RUNS = {
     ],
     "latency": ["--mailboxes", "4", "--folders", "2", "--moves", "10", "--rate", "20", "--poll-interval", "1"],
     "scale": ["--mailboxes", "20", "--folders", "2", "--idle", "1", "--sample", "4"],
+    "fleet": ["--mailboxes", "12", "--instances", "2", "--folders", "2", "--idle", "1", "--window", "2"],
 }
 
 
@@ -39,8 +43,12 @@ RUNS = {
 def test_benchmark_script_runs_on_tiny_sizes(script, request):
     if script == "delivery":
         request.getfixturevalue("dataverse_metadata")  # skips without ../shared/dataverse, like the e2e tests
+    extra: list[str] = []
+    if script == "fleet":  # `foldertrack run` processes on PostgreSQL (a schema of its own, dropped after)
+        base = os.environ.get(TEST_DATABASE_ENV) or pytest.skip(f"{TEST_DATABASE_ENV} is not set")
+        extra = ["--no-profile", "--database-url", base]
     result = subprocess.run(
-        [sys.executable, str(BENCH / f"{script}.py"), *RUNS[script]],
+        [sys.executable, str(BENCH / f"{script}.py"), *RUNS[script], *extra],
         capture_output=True,
         text=True,
         timeout=240,

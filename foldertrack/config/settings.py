@@ -165,7 +165,8 @@ SETTINGS: tuple[Setting, ...] = (
         "debounce",
         _duration(False, maximum=60.0),
         "50ms",
-        "Wait this long to merge a burst of events.",
+        "The first event starts a catch-up at once; events arriving while it runs start one more, this "
+        "long after it ends (merges a burst).",
     ),
     Setting("watch", "max_attempts", _integer(1, 100), 5, "Attempts before an item is dead-lettered."),
     Setting(

@@ -15,10 +15,14 @@ Codes (a small, bounded set, safe as a metric label): ``connection_refused``, ``
 
 from __future__ import annotations
 
+import http.client
 import re
 import socket
 import ssl
 from dataclasses import dataclass
+
+import requests
+import urllib3.exceptions as u3
 
 #: exchangelib's own wrappers start like this; such an exception is not what the server said.
 EXCHANGELIB_WRAPPERS = ("Reraised from", "Caused by")
@@ -78,13 +82,11 @@ def _classify(exc: BaseException) -> Cause:
 
 def _transport(chain: list[BaseException]) -> Cause | None:
     """A network-level cause anywhere in the chain, most specific first."""
-    import requests
-    import urllib3.exceptions as u3
 
     def find(*types: type[BaseException]) -> BaseException | None:
         return next((e for e in chain if isinstance(e, types)), None)
 
-    if (e := find(ConnectionRefusedError)) is not None or any(_REFUSED in str(x).lower() for x in chain):
+    if find(ConnectionRefusedError) is not None or any(_REFUSED in str(x).lower() for x in chain):
         return Cause("connection_refused", f"connection refused{_where(chain)}")
     if (e := find(socket.gaierror, u3.NameResolutionError)) is not None:
         return Cause("dns", f"DNS lookup failed{_where(chain)}: {_root(e)}")
@@ -94,9 +96,7 @@ def _transport(chain: list[BaseException]) -> Cause | None:
     if (e := find(*timeouts)) is not None:
         return Cause("timeout", f"timed out{_where(chain)}: {_root(e)}")
     closed = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, u3.ProtocolError)
-    import http.client
-
-    if (e := find(*closed, http.client.RemoteDisconnected)) is not None or any(
+    if find(*closed, http.client.RemoteDisconnected) is not None or any(
         "closed connection" in str(x) for x in chain
     ):
         return Cause("connection_closed", f"connection closed by the server{_where(chain)}")

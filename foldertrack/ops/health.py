@@ -66,7 +66,10 @@ def health_problem(watcher: Watcher) -> str | None:
 def started(state: MailboxState) -> bool:
     """Subscribed, polling, or nothing to subscribe to (its folders resolved)."""
     return state.resolved and (
-        state.subscription_id is not None or state.mode == "polling" or not state.watch_ids
+        state.subscription_id is not None
+        or state.mode == "polling"
+        or not state.watch_ids
+        or (state.mode == "streaming" and bool(state.subscribed_ids))  # Graph change notifications
     )
 
 

@@ -325,7 +325,7 @@ def test_change_notifications_trigger_and_lifecycle_events_repair(gh):
     the subscription and catches up."""
     _mailbox(gh)
     gh.write_rules(_rules(ALICE))
-    gh.start_watcher(push=True, poll_interval=3600.0)
+    gh.start_watcher(push=True, poll_interval=3600.0, start_timeout=0.5)
     wait_until(lambda: len(gh.push.subscriptions(ALICE)) == 2, 10, "one subscription per tracked folder")
 
     _file(gh, "notified", "Inbox/Customers/Contoso")
@@ -355,3 +355,65 @@ def test_change_notifications_trigger_and_lifecycle_events_repair(gh):
     gh.wait_tracked("after removal 2", timeout=5.0, regarding_id="acc-contoso")
     gh.settle()
     assert len(gh.activities()) == 4
+    (state,) = gh.watcher.mailbox_states()  # notifications live: started, not in error after start_timeout
+    assert state.mode == "streaming" and not state.failing and state.last_error is None
+
+
+def test_category_write_back_through_graph_does_not_retrigger_tracking(gh):
+    """Feedback (an Outlook category) is a PATCH on the immutable id the ledger holds; the delta reports it
+    as an update of a present item, which sync ignores."""
+    mb = _mailbox(gh)
+    gh.write_rules(_rules(ALICE))
+    gh.start_watcher()
+    _file(gh, "confirmed", "Inbox/Customers/Contoso")
+    gh.wait_tracked("confirmed", regarding_id="acc-contoso")
+    gh.settle()
+    with gh.engine.connect() as conn:
+        (item_id,) = conn.execute(select(ledger.c.item_id).where(ledger.c.state == "present")).one()
+    pages_before = gh.watcher.totals.pages
+    assert gh.source.set_categories(ALICE, item_id, "Tracked to CRM", "Tracking failed") is True
+    assert gh.source.set_categories(ALICE, item_id, "Tracked to CRM", "Tracking failed") is False  # no change
+    (summary,) = mb.items("Inbox/Customers/Contoso")
+    assert summary.categories == ("Tracked to CRM",)
+    wait_until(lambda: gh.watcher.totals.pages > pages_before, 10, "a poll that saw the update")
+    gh.settle()
+    assert len(gh.activities()) == 1 and gh.watcher.totals.tracked == 1
+    assert _count(gh, ledger) == 1
+
+
+def test_folder_tree_changes_through_graph(gh):
+    """``mailFolders/delta``: a renamed tracked folder keeps tracking (stale path flagged), a subfolder a
+    pattern rule matches is tracked once created, a deleted folder breaks its rule and keeps activities."""
+    from tests.watch.test_status import warnings_of
+
+    mb = _mailbox(gh)
+    mb.create_folder("Inbox/Partners")
+    gh.write_rules(
+        f"""
+mailboxes:
+  - address: {ALICE}
+    folders:
+      Inbox/Customers/Contoso: account:acc-contoso
+      Inbox/Partners/*:
+        record: {{type: account, by: name_or_number}}
+"""
+    )
+    gh.start_watcher()
+    _file(gh, "before rename", "Inbox/Customers/Contoso")
+    gh.wait_tracked("before rename", regarding_id="acc-contoso")
+
+    mb.rename_folder("Inbox/Customers/Contoso", "Contoso Ltd")
+    wait_until(lambda: warnings_of(gh.engine, ALICE, "stale_path"), 10, "a stale-path warning")
+    _file(gh, "after rename", "Inbox/Customers/Contoso Ltd")
+    after = gh.wait_tracked("after rename", regarding_id="acc-contoso")
+    assert after["folder_id"] == gh.activity("before rename")["folder_id"]
+
+    mb.create_folder("Inbox/Partners/Fabrikam")  # matched by the pattern rule (record looked up by name)
+    _file(gh, "into new subfolder", "Inbox/Partners/Fabrikam")
+    gh.wait_tracked("into new subfolder", regarding_id="acc-fabrikam")
+
+    mb.delete_folder("Inbox/Customers/Contoso Ltd", hard=True)
+    wait_until(lambda: warnings_of(gh.engine, ALICE, "folder_deleted"), 10, "a folder-deleted warning")
+    gh.settle()
+    assert gh.activity("before rename")["state"] == "tracked"
+    assert len(gh.activities()) == 3

@@ -47,7 +47,9 @@ def test_moves_read_no_folder_tree_and_a_rename_still_shows(tmp_path) -> None:
     with Harness(tmp_path, **options_for_tests()) as h:
         mb = h.add_mailbox(ALICE)
         mb.create_folder("Inbox/Customers/Contoso")
-        h.write_rules(f"mailboxes:\n  - addresses: [{ALICE}]\n    folders:\n      Inbox/Customers/Contoso:\n        record: null\n")
+        h.write_rules(
+            f"mailboxes:\n  - addresses: [{ALICE}]\n    folders:\n      Inbox/Customers/Contoso:\n        record: null\n"
+        )
         h.start_watcher()
         h.settle()
         before = h.sim.stats.snapshot()["requests"].get("SyncFolderHierarchy", 0)
