@@ -88,6 +88,7 @@ def render_text(report: dict[str, Any], now: datetime) -> list[str]:
                 ),
             ]
             + ([("last error", box["last_error"])] if box.get("last_error") else [])
+            + ([("feedback", _feedback(box["feedback"]))] if box.get("feedback") else [])
         )
         if box["folders"]:
             rows = [
@@ -111,6 +112,16 @@ def render_text(report: dict[str, Any], now: datetime) -> list[str]:
                 f"  #{d['id']} {d['mailbox']} {d['subject'] or '(no subject)'}: {d['error']} "
                 f"({d['attempts']} attempts)"
             )
+    if report.get("collisions"):
+        lines += [
+            "",
+            "Message-ID collisions (a different mail reused a tracked mail's Message-ID; not tracked):",
+        ]
+        for c in report["collisions"]:
+            lines.append(
+                f"  {c['mailbox']} {c.get('subject') or '(no subject)'} from {c.get('sender') or '?'} "
+                f"({_when(c.get('at'), now)})"
+            )
     if report.get("delivery_dead_letters"):
         lines += [
             "",
@@ -122,6 +133,14 @@ def render_text(report: dict[str, Any], now: datetime) -> list[str]:
                 f"{d['error']} ({d['attempts']} attempts)"
             )
     return lines
+
+
+def _feedback(feedback: dict[str, Any]) -> str:
+    """``on: 12 confirmed, 1 failed`` or ``unavailable: ErrorAccessDenied …`` (categories in the mailbox)."""
+    counts = f"{feedback['confirmed']} confirmed, {feedback['failed']} failed, {feedback['errors']} error(s)"
+    if not feedback["available"]:
+        return f"unavailable: {feedback['reason'] or 'no write rights'} ({counts})"
+    return f"on: {counts}"
 
 
 def _mode(box: dict[str, Any], now: datetime) -> str:

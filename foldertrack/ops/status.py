@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 
 from foldertrack.delivery import outbox
+from foldertrack.delivery.feedback_store import feedback_rows
 from foldertrack.fleet import fleet_status
 from foldertrack.ops.rules_state import warning_rows
 from foldertrack.state.schema import activities, dead_letters, ledger, subscription_health, tracked_folders
@@ -99,6 +100,7 @@ def collect_status(engine: Engine) -> dict[str, Any]:
         sinks, delivery_dead = _delivery(conn)
         fleet = fleet_status(conn)
         instance_warnings = warning_rows(conn)
+        feedback = {r.mailbox: r for r in feedback_rows(conn)}
 
     mailboxes: dict[str, dict[str, Any]] = {}
 
@@ -124,6 +126,15 @@ def collect_status(engine: Engine) -> dict[str, Any]:
 
     for name in sorted(set(health) | {f.mailbox for f in folders} | {i.mailbox for i in issues}):
         box(name)
+    for name, row in feedback.items():  # Outlook categories after the CRM confirms (delivery feedback)
+        box(name)["feedback"] = {
+            "available": bool(row.available),
+            "reason": row.reason,
+            "confirmed": row.confirmed,
+            "failed": row.failed,
+            "errors": row.errors,
+            "last_error": row.last_error,
+        }
     latest_sync: dict[str, datetime] = {}
     for f in folders:
         if f.status == "retired":
@@ -201,6 +212,9 @@ def collect_status(engine: Engine) -> dict[str, Any]:
             "dead_letters": len(dead_list),
             "warnings": sum(len(m["warnings"]) for m in values) + instance_warning_count,
             "instance_warnings": instance_warning_count,
+            "feedback_unavailable": sum(
+                1 for m in values if m.get("feedback") and not m["feedback"]["available"]
+            ),
             "backfilling": sum(1 for m in values for f in m["folders"] if f["backfill"]["state"] != "done"),
             "modes": _modes(values),
         },

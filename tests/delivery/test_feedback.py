@@ -5,12 +5,16 @@ watcher track the mail again."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from lxml import etree
 from sqlalchemy import func, select
 
+from foldertrack.cli.status_cmd import render_text
 from foldertrack.delivery.feedback import MailboxFeedback, feedback_rows
 from foldertrack.exchange.connection import ExchangeConnector, ExchangeSettings
+from foldertrack.ops.status import collect_status
 from foldertrack.retry import Backoff
 from foldertrack.simulator import MailSpec
 from foldertrack.state import watch_store as store
@@ -210,6 +214,14 @@ def test_read_only_rights_turn_feedback_off_for_the_mailbox_and_say_so(world):
     assert feedback.unavailable()[ALICE].startswith("ErrorAccessDenied")
     row = counts_row(h)
     assert not row.available and row.reason.startswith("ErrorAccessDenied")
+    report = collect_status(h.engine)  # `foldertrack status` says so, per mailbox and in the totals
+    (box,) = [m for m in report["mailboxes"] if m["mailbox"] == ALICE]
+    assert box["feedback"]["available"] is False and "ErrorAccessDenied" in box["feedback"]["reason"]
+    assert report["totals"]["feedback_unavailable"] == 1
+    text = "\n".join(render_text(report, datetime.now(UTC)))
+    assert (
+        "feedback          unavailable: ErrorAccessDenied" in text or "unavailable: ErrorAccessDenied" in text
+    )
 
     reads = h.sim.stats["GetItem"]
     feedback.confirmed(ALICE, key)  # off now: no more EWS calls for this mailbox

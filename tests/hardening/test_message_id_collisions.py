@@ -7,6 +7,9 @@ true duplicate) keeps sharing the one activity.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from foldertrack.cli.status_cmd import render_text
 from foldertrack.explain import find_stories
 from foldertrack.ops.metrics import PrometheusObserver
 from foldertrack.ops.status import collect_status
@@ -45,6 +48,8 @@ def test_a_reused_message_id_keeps_the_first_content_and_is_flagged(tmp_path, ca
         assert collision["mailbox"] == ALICE and collision["sender"] == "mallory@evil.example"
         assert collision["subject"] == "Please pay this invoice"
         assert collect_status(h.engine)["totals"]["collisions"] == 1
+        text = "\n".join(render_text(collect_status(h.engine), datetime.now(UTC)))
+        assert "Message-ID collisions" in text and "Please pay this invoice from mallory@evil.example" in text
         assert "Message-ID collision" in caplog.text
         sample = observer.registry.get_sample_value("foldertrack_items_total", {"outcome": "collision"})
         assert sample == 1.0
