@@ -98,10 +98,9 @@ def profile(pid: int, seconds: float, rate: int = 100) -> str:
             leaves[frames[-1]] += n
     if not total:
         return f"py-spy: no busy samples in {seconds:.0f} s (the process was idle)"
-    busy = total / (seconds * rate) * 100
     own = [(f, n) for f, n in inclusive.most_common() if "foldertrack/" in f][:8]
     out_lines = [
-        f"py-spy {seconds:.0f} s at {rate} Hz: {total} busy samples (~{busy:.1f} % of one core busy)"
+        f"py-spy {seconds:.0f} s at {rate} Hz: {total} samples of busy threads (every thread counted)"
     ]
     out_lines.append("  foldertrack functions by inclusive share of busy samples:")
     out_lines += [f"    {n / total * 100:5.1f} %  {f}" for f, n in own]

@@ -56,7 +56,7 @@ from _common import (
     rules_yaml,
     verdict,
 )
-from sqlalchemy import Engine, create_engine, make_url, select, text
+from sqlalchemy import Engine, create_engine, func, make_url, select, text
 
 from foldertrack.fleet import fleet_status
 from foldertrack.state.database import open_database, upgrade_database
@@ -128,6 +128,23 @@ def wait_settled(
             last_print = now
             print(f"  … {now - t0:.0f} s: {len(held)} leased, {len(mailboxes & streaming)} streaming")
         time.sleep(0.25)
+
+
+def wait_quiet(engine: Engine, timeout: float) -> float:
+    """Seconds until no mailbox has queued or running catch-ups (``subscription_health.backlog``, written by
+    each owner's timer), twice in a row: the first catch-up of every folder is done, the fleet is idle."""
+    t0 = time.monotonic()
+    quiet = 0
+    while time.monotonic() - t0 < timeout:
+        with engine.connect() as conn:
+            backlog = conn.execute(
+                select(func.coalesce(func.sum(subscription_health.c.backlog), 0))
+            ).scalar_one()
+        quiet = quiet + 1 if backlog == 0 else 0
+        if quiet >= 2:
+            return time.monotonic() - t0
+        time.sleep(0.5)
+    raise SystemExit(f"still catching up after {timeout:.0f} s")
 
 
 # -- the fleet -------------------------------------------------------------------------------------------
@@ -321,6 +338,10 @@ def main() -> None:
             f"{subscribed:.1f} s; split {dict(sorted(Counter(owners.values()).items()))}; "
             f"{driver.stats()['open_streams']} streaming connection(s) open"
         )
+        figures["quiet"] = subscribed + wait_quiet(engine, args.timeout)
+        print(
+            f"  first catch-up of all {args.mailboxes * args.folders} folders done (no backlog) after {figures['quiet']:.1f} s"
+        )
         time.sleep(3)
         rows = per_instance(fleet.alive(), owners, args.idle)
         sim_rss = _procs.rss_mb(driver.pid)
@@ -354,7 +375,6 @@ def main() -> None:
             during_t.join()
             during = during_t.result  # type: ignore[attr-defined]
             missing = during_t.missing  # type: ignore[attr-defined]
-        figures["takeover_wall"] = time.monotonic() - killed
         all_lat = [lat for _, _, lat in during]
         orphan_lat = [lat for _, m, lat in during if m in orphans]
         other_lat = [lat for _, m, lat in during if m not in orphans]
@@ -366,6 +386,9 @@ def main() -> None:
         for q in (50, 99):
             figures[f"p{q}_base"], figures[f"p{q}_during"] = p(base, q), p(all_lat, q)
             figures[f"p{q}_orphans"] = p(orphan_lat, q)
+        wait_quiet(engine, args.timeout)
+        print(f"  no backlog left {time.monotonic() - killed:.1f} s after the kill")
+        time.sleep(3)
         owners, _ = survey(engine)
         rows = per_instance(fleet.alive(), owners, args.idle)
         print(f"\nafter the takeover, idle ({load()}):")
@@ -382,9 +405,10 @@ def main() -> None:
             leased, subscribed = wait_settled(engine, everyone, {"solo"}, args.timeout, "single start-up")
             fleet.check()
             figures["single_startup"] = subscribed
+            quiet = subscribed + wait_quiet(engine, args.timeout)
             print(
                 f"single process: all {args.mailboxes} mailboxes leased after {leased:.1f} s, all streaming "
-                f"after {subscribed:.1f} s"
+                f"after {subscribed:.1f} s, no backlog after {quiet:.1f} s"
             )
             time.sleep(3)
             owners, _ = survey(engine)
@@ -411,7 +435,7 @@ def main() -> None:
         f"before; from the kill on p50 {figures['p50_during'] * 1000:.0f} ms / p99 "
         f"{figures['p99_during'] * 1000:.0f} ms (x{figures['p50_during'] / figures['p50_base']:.1f} / "
         f"x{figures['p99_during'] / figures['p99_base']:.1f}); in the killed instance's mailboxes p50 "
-        f"{figures['p50_orphans']:.1f} s, p99 {figures['p99_orphans']:.1f} s"
+        f"{figures['p50_orphans'] * 1000:.0f} ms, p99 {figures['p99_orphans'] * 1000:.0f} ms"
     )
     if "single_rss" in figures:
         print(

@@ -125,6 +125,16 @@ def _http_url(value: Any) -> str:
     return text
 
 
+def _secure_url(value: Any) -> str:
+    """An https URL; plain http only to a loopback host (a bearer token or NTLM must not cross a network
+    in clear text)."""
+    text = _http_url(value)
+    parts = urlsplit(text)
+    if parts.scheme == "http" and parts.hostname not in {"localhost", "127.0.0.1", "::1"}:
+        raise ValueError(f"must be an https URL (credentials are sent to it), not {text!r}")
+    return text
+
+
 def _database_url(value: Any) -> str:
     text = _string(value)
     if not re.match(r"^[a-z][a-z0-9]*(\+[a-z0-9_]+)?://", text):
@@ -156,6 +166,7 @@ BOOLEAN = Kind("boolean", _boolean)
 SIZE = _size_between()
 PATH = Kind("path", _path)
 HTTP_URL = Kind("URL", _http_url)
+HTTPS_URL = Kind("https URL", _secure_url)
 DATABASE_URL = Kind("SQLAlchemy URL", _database_url)
 ADDRESS = Kind("host:port", _address)
 IDENTIFIER = Kind("name", _identifier)

@@ -73,7 +73,11 @@ SECRETS: tuple[SecretSpec, ...] = (
         "dataverse", "ntlm_password", "password_file", "FOLDERTRACK_DATAVERSE_PASSWORD", "dataverse-password"
     ),
     SecretSpec(
-        "graph", "client_secret", "client_secret_file", "FOLDERTRACK_GRAPH_CLIENT_SECRET", "graph-client-secret"
+        "graph",
+        "client_secret",
+        "client_secret_file",
+        "FOLDERTRACK_GRAPH_CLIENT_SECRET",
+        "graph-client-secret",
     ),
 )
 

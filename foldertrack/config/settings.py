@@ -14,6 +14,7 @@ from foldertrack.config.kinds import (
     DATABASE_URL,
     ENTITY_SETS,
     HTTP_URL,
+    HTTPS_URL,
     IDENTIFIER,
     PATH,
     STRING,
@@ -268,7 +269,7 @@ SETTINGS: tuple[Setting, ...] = (
         BOOLEAN,
         True,
         "Set an Outlook category on each mail once the sink confirms it (or dead-letters it); "
-        "never with `sink.name = \"sql\"`.",
+        'never with `sink.name = "sql"`.',
     ),
     Setting(
         "delivery",
@@ -296,7 +297,9 @@ SETTINGS: tuple[Setting, ...] = (
         "else `$CREDENTIALS_DIRECTORY/webhook-secret`.",
         secret=True,
     ),
-    Setting("webhook", "timeout", _duration(True, 0.1, 600.0), "10s", "Connect and read timeout of one POST."),
+    Setting(
+        "webhook", "timeout", _duration(True, 0.1, 600.0), "10s", "Connect and read timeout of one POST."
+    ),
     Setting(
         "webhook",
         "ca_file",
@@ -304,9 +307,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "PEM file of CA certificates to verify the receiver with; unset: the system's. Always verified.",
     ),
-    Setting(
-        "webhook", "max_concurrency", _integer(1, 64), 4, "POSTs in flight at once (delivery workers)."
-    ),
+    Setting("webhook", "max_concurrency", _integer(1, 64), 4, "POSTs in flight at once (delivery workers)."),
     Setting("webhook", "include_body", BOOLEAN, True, "Send the mail's text and HTML body."),
     Setting(
         "webhook",
@@ -319,11 +320,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "dataverse",
         "url",
-        HTTP_URL,
+        HTTPS_URL,
         None,
         "Organization URL, e.g. `https://contoso.crm4.dynamics.com` (on-premises: `https://crm.example/ORG`).",
     ),
-    Setting("dataverse", "auth", _choice("oauth2", "ntlm"), "oauth2", "Client credentials (Entra ID) or NTLM."),
+    Setting(
+        "dataverse", "auth", _choice("oauth2", "ntlm"), "oauth2", "Client credentials (Entra ID) or NTLM."
+    ),
     Setting("dataverse", "tenant_id", STRING, None, "Entra ID tenant (oauth2)."),
     Setting("dataverse", "client_id", STRING, None, "App registration's client id (oauth2)."),
     Setting(
@@ -346,7 +349,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "dataverse",
         "authority",
-        HTTP_URL,
+        HTTPS_URL,
         "https://login.microsoftonline.com",
         "Token authority host (sovereign clouds: e.g. `https://login.microsoftonline.us`).",
     ),
@@ -389,7 +392,7 @@ SETTINGS: tuple[Setting, ...] = (
         "entity_sets",
         ENTITY_SETS,
         None,
-        "Entity set of each custom table a rule names, e.g. `{ new_project = \"new_projects\" }`.",
+        'Entity set of each custom table a rule names, e.g. `{ new_project = "new_projects" }`.',
         default_doc="standard tables only",
     ),
     Setting(
@@ -401,7 +404,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     # -- Microsoft Graph source (`exchange.source = "graph"`, H13) --
     Setting("graph", "tenant_id", STRING, None, "Entra ID tenant of the app registration."),
-    Setting("graph", "client_id", STRING, None, "App registration's client id (Mail.Read or Mail.ReadWrite)."),
+    Setting(
+        "graph", "client_id", STRING, None, "App registration's client id (Mail.Read or Mail.ReadWrite)."
+    ),
     Setting(
         "graph",
         "client_secret_file",

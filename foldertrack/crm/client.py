@@ -95,7 +95,8 @@ class DataverseClient:
         if response.status_code == 401 and self.auth.invalidate():
             log.info("Dataverse refused the token (%s): getting a new one", what)
             response = self._send(method, url, what, json, headers)
-        if response.ok or response.status_code in expect:
+        # 2xx only: redirects are not followed, and a 3xx (an AD FS login page, http → https) is no success
+        if 200 <= response.status_code < 300 or response.status_code in expect:
             return response
         raise error_for_response(what, response)
 

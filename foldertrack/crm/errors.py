@@ -67,6 +67,16 @@ def error_for_response(what: str, response: requests.Response) -> SinkError:
     text = f"Dataverse {what}: {detail}"
     if status == 401:
         return DataverseAuthError(text + " (the token was refused: check the application user)", code=code)
+    if status == 403:  # the application user lacks a privilege: the setup is wrong, not the mail
+        return DataverseAuthError(
+            text + " (forbidden: check the application user's security role)", code=code
+        )
+    if 300 <= status < 400:  # not followed: an AD FS login page or http → https is a wrong dataverse.url
+        where = response.headers.get("Location", "")
+        return DataverseAuthError(
+            f"{text} (redirected{' to ' + where.split('?')[0][:200] if where else ''}: check dataverse.url)",
+            code=code,
+        )
     if status in TRANSIENT_STATUSES:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return TransientSinkError(text, retry_after=retry_after, code=code)

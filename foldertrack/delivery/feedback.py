@@ -200,7 +200,9 @@ class MailboxFeedback:
         if not rows:
             log.info("%s %s: no tracked copy of the mail any more; category not set", mailbox, key)
             return "missing"
-        account = self.connector.account(mailbox) if hasattr(self.connector, "account") else None  # None: Graph
+        account = (
+            self.connector.account(mailbox) if hasattr(self.connector, "account") else None
+        )  # None: Graph
         outcomes: set[str] = set()
         for row in rows:
             item_id = row.item_id

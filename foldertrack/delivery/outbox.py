@@ -101,9 +101,9 @@ def due(
 
 
 def claim(conn: Connection, ids: Sequence[int], owner: str, until: datetime) -> set[int]:
-    """Claim pending entries for ``owner`` until ``until``; returns the ids it holds now. An entry another
-    instance claimed (and whose claim has not run out) is left alone; ``owner``'s own claims (a restart
-    of the same instance after ``kill -9``) are taken over at once."""
+    """Claim (or extend the claim on) pending entries for ``owner`` until ``until``; returns the ids it
+    holds now. An entry another process claimed, whose claim has not run out, is left alone. ``owner`` is
+    unique per process (:attr:`DeliveryService.owner`), so two instances never share a claim."""
     if not ids:
         return set()
     now = utcnow()
@@ -133,20 +133,31 @@ def next_due_at(
 
 
 def later_delivered(conn: Connection, row: Row) -> bool:
-    """A later entry of the same key was delivered already: this one (a replayed dead letter) is stale."""
+    """A later entry of the same key was delivered already: this one (a replayed dead letter) is stale.
+    Only for untrack/delete: an upsert is rebuilt from the mail's current local state, so replaying it
+    is never stale (a later delete is caught by the local activity's ``deleted`` mark)."""
     query = select(literal(1)).where(
         outbox.c.sink == row.sink,
         outbox.c.mail_key == row.mail_key,
         outbox.c.status == "delivered",
         outbox.c.id > row.id,
     )
-    return conn.execute(query.limit(1)).first() is not None
+    return row.op != "upsert" and conn.execute(query.limit(1)).first() is not None
 
 
-def mark_delivered(conn: Connection, entry_id: int, attempts: int, note: str | None = None) -> None:
+def _held(entry_id: int, owner: str | None):
+    """The entry is still pending and, when ``owner`` is given, still claimed by it (a lapsed claim that
+    another instance took over must not be overwritten by a late mark)."""
+    condition = and_(outbox.c.id == entry_id, outbox.c.status == "pending")
+    return and_(condition, outbox.c.claimed_by == owner) if owner is not None else condition
+
+
+def mark_delivered(
+    conn: Connection, entry_id: int, attempts: int, note: str | None = None, owner: str | None = None
+) -> None:
     conn.execute(
         update(outbox)
-        .where(outbox.c.id == entry_id, outbox.c.status == "pending")
+        .where(_held(entry_id, owner))
         .values(status="delivered", attempts=attempts, delivered_at=utcnow(), last_error=note)
     )
 
@@ -167,18 +178,20 @@ def settle_earlier_dead(conn: Connection, row: Row) -> int:
     return conn.execute(query).rowcount
 
 
-def mark_retry(conn: Connection, entry_id: int, attempts: int, next_at: datetime, error: str) -> None:
+def mark_retry(
+    conn: Connection, entry_id: int, attempts: int, next_at: datetime, error: str, owner: str | None = None
+) -> None:
     conn.execute(
         update(outbox)
-        .where(outbox.c.id == entry_id, outbox.c.status == "pending")
+        .where(_held(entry_id, owner))
         .values(attempts=attempts, next_attempt_at=next_at, last_error=error)
     )
 
 
-def mark_dead(conn: Connection, entry_id: int, attempts: int, error: str) -> None:
+def mark_dead(conn: Connection, entry_id: int, attempts: int, error: str, owner: str | None = None) -> None:
     conn.execute(
         update(outbox)
-        .where(outbox.c.id == entry_id, outbox.c.status == "pending")
+        .where(_held(entry_id, owner))
         .values(status="dead", attempts=attempts, last_error=error)
     )
 
@@ -190,7 +203,14 @@ def request_replay(conn: Connection, ids: Iterable[int] | None = None) -> int:
     if ids is not None:
         query = query.where(outbox.c.id.in_(list(ids)))
     conn.info[PENDING_FLAG] = True
-    return conn.execute(query.values(status="pending", attempts=0, next_attempt_at=utcnow())).rowcount
+    values = {"status": "pending", "attempts": 0, "next_attempt_at": utcnow()}
+    return conn.execute(query.values(claimed_by=None, claimed_until=None, **values)).rowcount
+
+
+def release_claims(conn: Connection, owner: str) -> int:
+    """A stopping instance hands its pending claims back, so others need not wait for them to run out."""
+    query = update(outbox).where(outbox.c.claimed_by == owner, outbox.c.status == "pending")
+    return conn.execute(query.values(claimed_by=None, claimed_until=None)).rowcount
 
 
 def prune(conn: Connection, before: datetime) -> int:

@@ -14,9 +14,11 @@ failures), so an outage or a 429 storm costs one probe per interval rather than 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +28,7 @@ from sqlalchemy import Engine, event, select
 from foldertrack.delivery import outbox
 from foldertrack.retry import Backoff
 from foldertrack.sinks.base import ActivitySink
+from foldertrack.state import watch_store as store
 from foldertrack.state.schema import sink_health
 from foldertrack.state.types import utcnow
 
@@ -44,7 +47,7 @@ class DeliveryOptions:
     initial_backoff: float = 0.5
     batch: int = 50
     prune_interval: float = 600.0
-    claim_ttl: float = 600.0  # an instance's claim on a batch; longer than any batch of sink calls
+    claim_ttl: float = 60.0  # a process's claim on a batch, extended while it works through the batch
 
 
 class DeliveryService:
@@ -61,8 +64,9 @@ class DeliveryService:
         instance: str | None = None,
     ):
         self.sink = sink
-        #: who claims entries: stable across restarts, so a restarted instance takes its claims back at once
-        self.owner = instance or socket.gethostname()
+        #: who claims entries: unique per process (two instances may share a name on one host); a stopping
+        #: process hands its claims back, a killed one's run out after ``claim_ttl``
+        self.owner = f"{instance or socket.gethostname()}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.engine = engine
         self.options = options or DeliveryOptions()
         self.feedback = feedback
@@ -85,6 +89,15 @@ class DeliveryService:
     @property
     def name(self) -> str:
         return self.sink.name
+
+    def _release_claims(self) -> None:
+        try:
+            with store.writing(self.engine) as conn:
+                released = outbox.release_claims(conn, self.owner)
+            if released:
+                log.info("delivery to %s: %d claimed entr(ies) handed back", self.name, released)
+        except Exception as exc:  # the database may be down: the claims run out after claim_ttl
+            log.warning("delivery to %s: could not hand claims back: %s", self.name, exc)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -113,6 +126,7 @@ class DeliveryService:
         deadline = time.monotonic() + timeout
         for worker in self.workers:
             worker.join(max(0.0, deadline - time.monotonic()))
+        self._release_claims()
         if self._listening:
             event.remove(self.engine, "checkin", self._on_checkin)
             event.remove(self.engine, "rollback", self._on_rollback)

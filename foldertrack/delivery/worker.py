@@ -90,9 +90,16 @@ class DeliveryWorker(threading.Thread):
             return service.options.scan_interval  # another instance got there first
         blocked: set[str] = set()
         try:
-            for row in rows:
+            for index, row in enumerate(rows):
                 if service.stopping or service.paused_for() > 0:
                     return 0.0
+                if (claim_until - utcnow()).total_seconds() < service.options.claim_ttl / 3:
+                    # a slow CRM: extend the claim on the rest of the batch before it can run out
+                    self._flush()
+                    claim_until = utcnow() + timedelta(seconds=service.options.claim_ttl)
+                    rest = [r.id for r in rows[index:] if r.id in mine]
+                    with store.writing(service.engine) as conn:
+                        mine = outbox.claim(conn, rest, service.owner, claim_until)
                 if row.id not in mine:
                     continue
                 if row.mail_key in blocked:
@@ -160,7 +167,7 @@ class DeliveryWorker(threading.Thread):
                 service.note_success()  # counted before the marks commit: figures never show backlog 0 first
         with store.writing(service.engine) as conn:
             for row, attempt, outcome, _seconds, note in done:
-                outbox.mark_delivered(conn, row.id, attempt, note)
+                outbox.mark_delivered(conn, row.id, attempt, note, owner=service.owner)
                 if outcome == "delivered" and row.op == "upsert":
                     outbox.settle_earlier_dead(conn, row)
             delivered = sum(1 for _row, _a, outcome, _s, _n in done if outcome == "delivered")
@@ -182,7 +189,9 @@ class DeliveryWorker(threading.Thread):
         failing_since = service.note_transient(error, retry_after)
         self._flush()
         with store.writing(service.engine) as conn:
-            outbox.mark_retry(conn, row.id, attempt, utcnow() + timedelta(seconds=delay), error)
+            outbox.mark_retry(
+                conn, row.id, attempt, utcnow() + timedelta(seconds=delay), error, owner=service.owner
+            )
             outbox.note_failure(conn, service.name, error, transient=True, failing_since=failing_since)
         self._observe(row, "retry", seconds)
         log.warning(
@@ -202,7 +211,7 @@ class DeliveryWorker(threading.Thread):
         service.note_rejection(error)
         self._flush()
         with store.writing(service.engine) as conn:
-            outbox.mark_dead(conn, row.id, attempt, error)
+            outbox.mark_dead(conn, row.id, attempt, error, owner=service.owner)
             outbox.note_failure(conn, service.name, error, transient=False, failing_since=None)
         self._observe(row, "dead", seconds)
         log.error(

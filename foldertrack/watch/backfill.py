@@ -39,11 +39,15 @@ def backfilling(engine: Engine, connector: ExchangeConnector, mailbox: str, fold
 def _note_total(engine: Engine, connector: ExchangeConnector, mailbox: str, folder_id: str) -> None:
     """Read the folder's item count from Exchange and store it; progress stays "so far" if that fails."""
     try:
-        account = connector.account(mailbox)
-        (folder,) = GetFolder(account=account).call(
-            folders=[Folder(root=account.root, id=folder_id)], additional_fields=_TOTAL_COUNT, shape="IdOnly"
-        )
-        total = getattr(folder, "total_count", None)
+        if hasattr(connector, "folder_total"):  # a mail source (Graph: the folder's totalItemCount)
+            total = connector.folder_total(mailbox, folder_id)
+            folder = None
+        else:
+            account = connector.account(mailbox)
+            (folder,) = GetFolder(account=account).call(
+                folders=[Folder(root=account.root, id=folder_id)], additional_fields=_TOTAL_COUNT, shape="IdOnly"
+            )
+            total = getattr(folder, "total_count", None)
         if isinstance(folder, Exception) or total is None:
             return
         with store.writing(engine) as conn:

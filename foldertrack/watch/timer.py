@@ -136,7 +136,9 @@ class TimerMixin:
 
     def _backfilling(self, mailbox: str, folder_id: str) -> bool:
         """Whether the folder's next catch-up is (part of) its first sync: mails already there, not moves."""
-        return backfilling(self.engine, self.connector, mailbox, folder_id)  # type: ignore[attr-defined]
+        source = self.sync_context.mail_source()  # EWS: its connector; Graph: the source itself
+        reader = self.connector if source.streams else source  # type: ignore[attr-defined]
+        return backfilling(self.engine, reader, mailbox, folder_id)
 
     def _safety_delay(self) -> float:
         """The safety-net interval, ±50 % at random, so a thousand mailboxes are not all re-synced at once

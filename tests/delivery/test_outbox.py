@@ -58,6 +58,15 @@ def test_replay_makes_a_dead_entry_due_again_and_a_later_delivered_entry_superse
             and outbox.send_options(row) == {"body": False, "attachments": True}
         )
         assert outbox.later_delivered(conn, row)  # the worker skips it: the later upsert is newer
+    # an upsert is rebuilt from the current local state at delivery: replaying it is never stale
+    u1, u2 = _add(database_engine, "<c@x>"), _add(database_engine, "<c@x>", "untrack")
+    with database_engine.begin() as conn:
+        outbox.mark_dead(conn, u1, 1, "rejected")
+        outbox.mark_delivered(conn, u2, 1)
+        assert outbox.request_replay(conn, [u1]) == 1
+    with database_engine.connect() as conn:
+        (row,) = [r for r in outbox.due(conn, SINK, range(outbox.PARTITIONS), 10) if r.id == u1]
+        assert not outbox.later_delivered(conn, row)
 
 
 def test_delivered_entries_are_pruned_after_the_retention_and_figures_count_per_sink(database_engine):
@@ -96,7 +105,27 @@ def test_an_entry_claimed_by_one_instance_is_left_to_it_until_the_claim_runs_out
         assert outbox.claim(conn, [entry], "host-b", utcnow() + timedelta(minutes=10)) == set()
         assert outbox.due(conn, SINK, parts, 10, "host-b") == []
         assert outbox.next_due_at(conn, SINK, parts, "host-b") is None  # nothing for b to wait for
-        # host-a restarted after kill -9: its own claim is its own at once
+        # the claiming process extends its own claim (a slow CRM, a long batch)
         assert [r.id for r in outbox.due(conn, SINK, parts, 10, "host-a")] == [entry]
         assert outbox.claim(conn, [entry], "host-a", utcnow() - timedelta(seconds=1)) == {entry}
         assert outbox.claim(conn, [entry], "host-b", utcnow() + timedelta(minutes=10)) == {entry}  # ran out
+        # a's late mark is refused: b holds the entry now and b's mark is the one that counts
+        outbox.mark_delivered(conn, entry, 1, owner="host-a")
+        assert [r.id for r in outbox.due(conn, SINK, parts, 10, "host-b")] == [entry]
+        # b stops: it hands its claims back, so a (or anyone) can take the entry at once
+        assert outbox.release_claims(conn, "host-b") == 1
+        assert outbox.claim(conn, [entry], "host-a", utcnow() + timedelta(minutes=10)) == {entry}
+
+
+def test_two_processes_with_one_instance_name_never_share_claims(database_engine, tmp_path):
+    from foldertrack.delivery.service import DeliveryService
+    from foldertrack.testing.recording_sink import RecordingSink
+
+    sink = RecordingSink(tmp_path / "crm.db")
+    first = DeliveryService(sink, database_engine, instance="crm-host")
+    second = DeliveryService(sink, database_engine, instance="crm-host")
+    assert first.owner != second.owner and first.owner.startswith("crm-host/")
+    entry = _add(database_engine, "<shared@x>")
+    with database_engine.begin() as conn:
+        assert outbox.claim(conn, [entry], first.owner, utcnow() + timedelta(minutes=1)) == {entry}
+        assert outbox.claim(conn, [entry], second.owner, utcnow() + timedelta(minutes=1)) == set()

@@ -79,6 +79,11 @@ def test_tracking_semantics_through_graph(gh):
     gh.start_watcher()
     gh.wait_tracked("already there", regarding_id="acc-contoso")  # backfill (default true)
     assert gh.watcher.sync_context.mail_source().name == "graph"
+    with gh.engine.connect() as conn:  # backfill progress: the folder's totalItemCount when it began
+        totals = dict(
+            conn.execute(select(tracked_folders.c.current_path, tracked_folders.c.backfill_total)).all()
+        )
+    assert totals == {"Inbox/Customers/Contoso": 1, "Inbox/Customers/Fabrikam": 0}
 
     moved = _file(gh, "moved in", "Inbox/Customers/Contoso")
     gh.wait_tracked("moved in", regarding_id="acc-contoso", state="tracked")
@@ -417,3 +422,27 @@ mailboxes:
     gh.settle()
     assert gh.activity("before rename")["state"] == "tracked"
     assert len(gh.activities()) == 3
+
+
+def test_demo_runs_the_whole_story_on_graph(tmp_path, monkeypatch):
+    """``foldertrack demo --source graph``: the same story, read through the Graph simulator, delivered to
+    the simulated CRM, with the feedback category written back through Graph."""
+    import re
+
+    from click.testing import CliRunner
+
+    from foldertrack.cli import main
+
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    result = CliRunner().invoke(main, ["demo", "--source", "graph", "--keep", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    assert "simulated Microsoft Graph at https://127.0.0.1:" in result.output
+    assert 'source = "graph"' in (tmp_path / "demo" / "foldertrack.toml").read_text(encoding="utf-8")
+    table = result.output.split("now holds:", 1)[1]
+    renewal = next(line for line in table.splitlines() if line.startswith("Fabrikam renewal"))
+    assert re.search(
+        r"Fabrikam renewal\s+Fabrikam Inc\s+from:Jane Doe, to:alice@example.com\s+Tracked to CRM", renewal
+    )
+    assert table.count("Joint proposal") == 1
+    assert "move → email in the CRM over 8 moves" in result.output

@@ -286,3 +286,48 @@ def mail_with_key(key: str) -> Activity:
         direction="incoming",
         regarding=None,
     )
+
+
+def test_a_redirect_is_never_taken_for_success(dataverse):
+    """A 302 (an AD FS login page, or http → https) must not mark the entry delivered: nothing reached the
+    CRM. It is a configuration problem: transient (the outbox keeps the entry), naming where it points."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Redirect(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", "https://adfs.example/adfs/ls/?wa=wsignin1.0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_PATCH = do_POST = do_DELETE = _answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    dataverse.sim.identity.add_resource(url)
+    sink = sink_for(dataverse, url=url)
+    try:
+        with pytest.raises(TransientSinkError) as caught:
+            sink.upsert(mail())
+    finally:
+        sink.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert "HTTP 302" in str(caught.value) and "redirected to https://adfs.example/adfs/ls/" in str(
+        caught.value
+    )
+    assert "wsignin" not in str(caught.value)
+
+
+def test_a_plain_http_org_url_is_refused_unless_loopback(dataverse):
+    from foldertrack.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be an https URL"):
+        make_dataverse_config(dataverse, url="http://contoso.crm4.dynamics.com")

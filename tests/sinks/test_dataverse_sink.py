@@ -97,6 +97,43 @@ def test_relink_moves_the_regarding_to_the_new_record(dataverse, dataverse_sink,
     assert dataverse.crm.email(activity_id(KEY))["regarding"] == ("lead", lead.id)
 
 
+def test_relink_to_a_record_deleted_in_the_crm_is_a_permanent_rejection(dataverse, dataverse_sink, contoso):
+    """A 404 for the bound record is a real rejection (dead letter), not "the email vanished, retry"."""
+    from foldertrack.errors import PermanentSinkError
+
+    gone = RecordRef("account", dataverse.crm.add_account("Gone Ltd"))
+    dataverse_sink.upsert(mail(contoso))
+    dataverse.crm.delete_record("account", gone.id)
+
+    with pytest.raises(PermanentSinkError) as caught:
+        dataverse_sink.upsert(mail(gone))
+
+    assert caught.value.code and caught.value.code.startswith("0x")
+    assert dataverse.crm.email(activity_id(KEY))["regarding"] == ("account", contoso.id)
+
+
+def test_an_email_deleted_in_the_crm_while_being_updated_is_retried(dataverse, dataverse_sink, contoso):
+    """The email itself is gone between our read and our PATCH: transient (the retry creates it again)."""
+    from foldertrack.errors import TransientSinkError
+
+    other = RecordRef("account", dataverse.crm.add_account("Other Ltd"))
+    dataverse_sink.upsert(mail(contoso))
+    original = dataverse_sink.client.get_json
+
+    def read_then_delete(path, **kwargs):  # the CRM deletes the row right after the sink read it
+        answer = original(path, **kwargs)
+        if "$select=activityid" not in path:
+            dataverse.crm.delete_record("email", activity_id(KEY))
+        return answer
+
+    dataverse_sink.client.get_json = read_then_delete
+    with pytest.raises(TransientSinkError):
+        dataverse_sink.upsert(mail(other))
+    dataverse_sink.client.get_json = original
+    assert dataverse_sink.upsert(mail(other)) == "created"
+    assert dataverse.crm.email(activity_id(KEY))["regarding"] == ("account", other.id)
+
+
 def test_untrack_clears_the_regarding_and_keeps_the_email(dataverse, dataverse_sink, contoso):
     dataverse_sink.upsert(mail(contoso))
 

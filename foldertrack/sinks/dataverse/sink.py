@@ -130,9 +130,13 @@ class DataverseActivitySink(ActivitySink):
         try:
             self.client.request("PATCH", f"emails({row_id})", json=changes, headers={"If-Match": "*"})
         except PermanentSinkError as error:
-            # 404 names the missing row: the email itself (deleted meanwhile: retry creates it again) or
-            # a record the change binds to (a real rejection)
-            if error.code == OBJECT_DOES_NOT_EXIST and row_id in str(error) and "email" in str(error).lower():
+            # 404: the email itself is gone (deleted meanwhile: a retry creates it again), or a record the
+            # change binds to does not exist (a real rejection). Ask Dataverse which, instead of reading
+            # its message (which always names the email's URL).
+            if (
+                error.code == OBJECT_DOES_NOT_EXIST
+                and self.client.get_json(f"emails({row_id})?$select=activityid") is None
+            ):
                 raise TransientSinkError(
                     f"Dataverse email {row_id} was deleted while being updated; will retry"
                 ) from None

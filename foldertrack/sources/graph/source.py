@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from sqlalchemy import Engine, select
 
@@ -96,6 +96,16 @@ class GraphSource(MailSource):
                     tree.apply("delete", folder_id, None)
             tree.sync_state = page.cursor
         return tree
+
+    def folder_total(self, mailbox: str, folder_id: str) -> int | None:
+        """How many items the folder holds (``status`` shows backfill progress against it)."""
+        body = self.client.get(
+            mailbox,
+            f"{user_path(mailbox)}/mailFolders/{quote(folder_id, safe='')}",
+            params={"$select": "totalItemCount"},
+        )
+        total = body.get("totalItemCount")
+        return int(total) if isinstance(total, int) else None
 
     # -- a folder's changes ----------------------------------------------------------------------------------
 
