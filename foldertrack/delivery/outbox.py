@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
 from foldertrack.state.schema import outbox, sink_health
@@ -223,9 +224,16 @@ def prune(conn: Connection, before: datetime) -> int:
 
 
 def _ensure_health(conn: Connection, sink: str) -> None:
+    """The sink's health row exists; two writers creating it at once do not fail each other's commit."""
     found = conn.execute(select(sink_health.c.sink).where(sink_health.c.sink == sink)).first()
     if found is None:
-        conn.execute(insert(sink_health).values(sink=sink, delivered=0, dead=0, updated_at=utcnow()))
+        values = {"sink": sink, "delivered": 0, "dead": 0, "updated_at": utcnow()}
+        dialect = conn.dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            module = postgresql if dialect == "postgresql" else sqlite
+            conn.execute(module.insert(sink_health).values(**values).on_conflict_do_nothing())
+        else:
+            conn.execute(insert(sink_health).values(**values))
 
 
 def note_success(conn: Connection, sink: str, delivered: int = 1) -> None:

@@ -98,11 +98,16 @@ def _receiver_message(response: requests.Response) -> tuple[str, str | None]:
 
 
 def _cause(error: Exception) -> str:
-    """The root cause of a transport failure in a few words (``[Errno 111] Connection refused``)."""
-    found = re.search(r"\[Errno -?\d+\] [^'\")\]]+", str(error))
+    """The root cause of a transport failure in a few words (``[Errno 111] Connection refused``). Never
+    the exception's text as a whole: requests puts the URL (with its query, which may hold a token) in it."""
+    text = str(error)
+    found = re.search(r"\[Errno -?\d+\] [^'\")\]]+", text)
     if found:
         return found.group()
-    return f"{type(error).__name__}: {escape_message(str(error), 200)}"
+    ssl = re.search(r"\[SSL: [A-Z_]+\][^'\")\]]*", text)
+    if ssl:
+        return ssl.group().strip()
+    return type(error).__name__
 
 
 class WebhookActivitySink(ActivitySink):

@@ -1,7 +1,10 @@
 """What the webhook sink sends: the JSON body of each decision (schema ``webhook.schema.json`` beside this
 module), the idempotency key outside a delivery, and the signature header with its receiver-side check.
 
-Bodies are deterministic (no send time inside), so a retry repeats exactly the bytes of the first attempt.
+Bodies are deterministic (no send time inside): a retry repeats the first attempt's bytes unless the mail's
+local state changed meanwhile (an upsert is rebuilt from the local tables at delivery time; a later delivered
+upsert then settles the key anyway). Receivers should deduplicate by ``Idempotency-Key`` and apply the
+newest body, not reject a changed body under a known key.
 """
 
 from __future__ import annotations
