@@ -48,6 +48,9 @@ class DeliveryOptions:
     batch: int = 50
     prune_interval: float = 600.0
     claim_ttl: float = 60.0  # a process's claim on a batch, extended while it works through the batch
+    #: attempts after which an entry that keeps raising something other than a sink error (a bug, an
+    #: answer the sink cannot read) is dead-lettered instead of retried for ever
+    max_unexpected_attempts: int = 10
 
 
 class DeliveryService:

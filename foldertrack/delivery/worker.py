@@ -19,7 +19,7 @@ from sqlalchemy.engine import Row
 from foldertrack.delivery import outbox
 from foldertrack.delivery.rebuild import apply_send_options, load_activity
 from foldertrack.delivery.service import DeliveryService
-from foldertrack.errors import PermanentSinkError, TransientSinkError
+from foldertrack.errors import PermanentSinkError, SinkError, TransientSinkError
 from foldertrack.retry import describe
 from foldertrack.sinks.base import Delivery, delivering
 from foldertrack.state import watch_store as store
@@ -145,6 +145,12 @@ class DeliveryWorker(threading.Thread):
             self._dead(row, attempt, exc, time.monotonic() - started)
             return True
         except Exception as exc:
+            unexpected = not isinstance(exc, SinkError)
+            if unexpected and attempt >= service.options.max_unexpected_attempts:
+                log.error("delivery to %s: giving up on entry %d", service.name, row.id, exc_info=True)
+                failure = PermanentSinkError(f"failed {attempt} times unexpectedly: {_message(exc)}")
+                self._dead(row, attempt, failure, time.monotonic() - started)
+                return True
             self._retry(row, attempt, exc, time.monotonic() - started)
             return False
         self._finish(row, attempt, "delivered", time.monotonic() - started)

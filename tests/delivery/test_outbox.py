@@ -129,3 +129,38 @@ def test_two_processes_with_one_instance_name_never_share_claims(database_engine
     with database_engine.begin() as conn:
         assert outbox.claim(conn, [entry], first.owner, utcnow() + timedelta(minutes=1)) == {entry}
         assert outbox.claim(conn, [entry], second.owner, utcnow() + timedelta(minutes=1)) == set()
+
+
+def test_an_entry_that_keeps_raising_something_unexpected_is_dead_lettered(database_engine):
+    """Not a sink error (a bug, an answer the sink cannot read): retried a few times, then a dead letter
+    with the reason, so it shows in `status` instead of being retried for ever."""
+    from foldertrack.delivery.service import DeliveryOptions, DeliveryService
+    from foldertrack.sinks.base import ActivitySink
+    from foldertrack.testing.harness import wait_until
+
+    class Garbled(ActivitySink):
+        name = SINK
+
+        def upsert(self, activity, conn=None):
+            raise AssertionError("not reached: the entry is an untrack")
+
+        def untrack(self, key, conn=None):
+            raise ValueError("answer is not JSON")
+
+    entry = _add(database_engine, "<garbled@x>", "untrack")
+    options = DeliveryOptions(workers=1, initial_backoff=0.01, max_backoff=0.02, max_unexpected_attempts=3)
+    service = DeliveryService(Garbled(), database_engine, options)
+    service.start()
+    try:
+
+        def status():
+            with database_engine.connect() as conn:
+                return conn.execute(select(outbox_table).where(outbox_table.c.id == entry)).first()
+
+        wait_until(lambda: status().status == "dead", 10, "the entry dead-lettered")
+    finally:
+        service.stop()
+    row = status()
+    assert (
+        row.attempts == 3 and "failed 3 times unexpectedly: ValueError: answer is not JSON" in row.last_error
+    )
