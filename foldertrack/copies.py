@@ -51,6 +51,27 @@ def moved_owner_copies(
     return {key for key, item_id in owners.items() if item_id not in there}
 
 
+def stale_copies(engine: Engine, target: Target, account: Account, departed: Iterable[str]) -> set[int]:
+    """Ledger rows (ids) of this mailbox, in other folders, still marked present for mails now leaving
+    ``target``, whose items are gone from Exchange: the mail moved on from there too, but that folder has
+    not caught up yet. Without this, leaving an ``on_leave: untrack`` folder would look like "still in
+    another tracked folder" and the mail would never be untracked (asked in one GetItem, before the page's
+    write transaction, and only for keys this folder would untrack)."""
+    rows: dict[str, int] = {}
+    with engine.connect() as conn:
+        for item_id in departed:
+            entry = store.ledger_by_item(conn, target.mailbox, target.folder_id, item_id)
+            if entry is None or entry.state != "present":
+                continue
+            for other in store.present_entries(conn, entry.activity_key):
+                if other.mailbox == target.mailbox and other.folder_id != target.folder_id:
+                    rows[other.item_id] = other.id
+    if not rows:
+        return set()
+    there = still_there(account, list(rows))
+    return {row_id for item_id, row_id in rows.items() if item_id not in there}
+
+
 def arrived_earlier(conn: Connection, current, target: Target, key: str, arrived_at: datetime | None) -> bool:
     """True when the owner's copy (in another folder, still there) arrived after this one: it keeps the
     regarding. Ties go to the greater folder id, so the outcome never depends on the catch-up order."""

@@ -105,7 +105,10 @@ def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
             if resynced:
                 raise (exc.__cause__ or exc) from None
             log.warning(
-                "%s %s: sync state rejected by %s; resyncing from scratch", target.mailbox, target.path, source.name
+                "%s %s: sync state rejected by %s; resyncing from scratch",
+                target.mailbox,
+                target.path,
+                source.name,
             )
             with store.writing(ctx.engine) as conn:
                 if ctx.fence is not None:
@@ -168,9 +171,11 @@ def _apply_page(
     activities, arrivals, gone, failed = fetched.activities, fetched.arrivals, fetched.gone, fetched.failed
     result.skipped += fetched.skipped
     moved = source.moved_copies(ctx.engine, target, activities) if activities else set()
+    untracks = getattr(target.rule, "on_leave", "keep") in ("untrack", "delete")
+    stale = source.stale_copies(ctx.engine, target, deletes) if deletes and untracks else set()
     keys = [a.key for a in activities.values()]
     known: tuple[str, BaseException | None] | None = None
-    page = _Page(target, row, state, new_state, last_page, activities, arrivals, moved, deletes, gone)
+    page = _Page(target, row, state, new_state, last_page, activities, arrivals, moved, deletes, gone, stale)
     if len(set(keys)) == len(keys):  # one mail key twice in a page: the careful way from the start
         trial, tried_failed, tracked = replace(result, events=list(result.events)), list(failed), []
         try:
@@ -210,6 +215,7 @@ class _Page:
     moved: set[str]
     deletes: list[str]
     gone: list[str]
+    stale: set[int]  # ledger rows elsewhere whose items are gone (the mail moved on from there too)
 
     @property
     def names(self) -> tuple[str, str]:
@@ -259,7 +265,7 @@ def _write_page(
             if batch is not None:
                 batch.flush(conn)
             for item_id in page.deletes:
-                _left(ctx, conn, target, item_id, result)
+                _left(ctx, conn, target, item_id, result, page.stale)
         for item_id in page.gone:
             if store.forget_failure(conn, target.mailbox, target.folder_id, item_id):
                 log.info(
@@ -440,7 +446,9 @@ def _track(
     return outcome
 
 
-def _left(ctx: SyncContext, conn: Connection, target: Target, item_id: str, result: SyncResult) -> None:
+def _left(
+    ctx: SyncContext, conn: Connection, target: Target, item_id: str, result: SyncResult, stale: set[int]
+) -> None:
     """The item left the folder (moved out, deleted, or moved to another tracked folder)."""
     entry = store.ledger_by_item(conn, target.mailbox, target.folder_id, item_id)
     if entry is None or entry.state != "present":
@@ -453,6 +461,9 @@ def _left(ctx: SyncContext, conn: Connection, target: Target, item_id: str, resu
     current = store.link(conn, entry.activity_key)
     if current is None or current.state != "tracked" or current.owner_mailbox != target.mailbox:
         return
+    for other in store.present_entries(conn, entry.activity_key):
+        if other.id in stale:  # gone from that folder too: its catch-up is behind, Exchange is not
+            store.ledger_left(conn, other.id)
     if store.still_present(conn, entry.activity_key):
         return  # moved to another tracked folder: that folder's sync re-links it
     store.put_link(

@@ -97,6 +97,12 @@ class MailSource(ABC):
         """Keys (of ``fetched``, item id → activity) whose tracked copy in another tracked folder of this
         mailbox is gone from there although that folder has not caught up yet: the mail moved here."""
 
+    def stale_copies(self, engine: Engine, target: Target, departed: list[str]) -> set[int]:
+        """Ledger row ids, in other tracked folders of this mailbox, of mails leaving ``target`` whose items
+        are gone from there although that folder has not caught up yet. The default (a source that cannot
+        tell cheaply) is none: the other folder's own catch-up settles it."""
+        return set()
+
     def set_categories(self, mailbox: str, item_id: str, add: str | None, remove: str | None) -> bool:
         """Add and/or remove an Outlook category on the item (feedback); False when nothing changed.
         Sources without write-back raise ``NotImplementedError``."""

@@ -118,5 +118,9 @@ class EwsSource(MailSource):
         account = self.connector.account(target.mailbox)
         return copies.moved_owner_copies(engine, target, account, fetched.values())
 
+    def stale_copies(self, engine: Engine, target: Target, departed: list[str]) -> set[int]:
+        account = self.connector.account(target.mailbox)
+        return copies.stale_copies(engine, target, account, departed)
+
     def close(self) -> None:
         self.connector.close()

@@ -249,6 +249,12 @@ def ledger_left(conn: Connection, entry_id: int) -> None:
     conn.execute(update(ledger).where(ledger.c.id == entry_id).values(state="left", updated_at=utcnow()))
 
 
+def present_entries(conn: Connection, activity_key: str) -> list[Row]:
+    """Every ledger row where the mail is (as far as each folder's sync knows) still present."""
+    query = select(ledger).where(ledger.c.activity_key == activity_key, ledger.c.state == "present")
+    return list(conn.execute(query))
+
+
 def still_present(conn: Connection, activity_key: str) -> bool:
     """True when the mail is still in some tracked folder of some mailbox."""
     return (
