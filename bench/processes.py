@@ -31,11 +31,16 @@ from foldertrack.testing.process import WatcherProcess, write_config
 
 def _ready(url: str, mailboxes: int, instances: int) -> bool:
     """Every mailbox leased and streaming, and every instance holding a share."""
-    with contextlib.suppress(psycopg.Error), psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as db:
+    with (
+        contextlib.suppress(psycopg.Error),
+        psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as db,
+    ):
         owners, leased = db.execute(
             "SELECT count(DISTINCT owner), count(*) FROM mailbox_leases WHERE expires_at > now()"
         ).fetchone()
-        streaming = db.execute("SELECT count(*) FROM subscription_health WHERE mode = 'streaming'").fetchone()[0]
+        streaming = db.execute(
+            "SELECT count(*) FROM subscription_health WHERE mode = 'streaming'"
+        ).fetchone()[0]
         return owners == instances and leased == mailboxes and streaming == mailboxes
     return False
 
@@ -71,7 +76,9 @@ def run(n: int, driver, args, offset: int) -> float:
                 if time.monotonic() - t0 > 180 or not all(p.running() for p in procs):
                     raise RuntimeError(f"{n} instance(s) not ready: {procs[0].log()[-2000:]}")
                 time.sleep(0.2)
-            print(f"\n[{n} process(es)] every mailbox leased and streaming after {time.monotonic() - t0:.1f} s")
+            print(
+                f"\n[{n} process(es)] every mailbox leased and streaming after {time.monotonic() - t0:.1f} s"
+            )
             time.sleep(2)  # start-up catch-ups done
             moves = [
                 Move(0.0, a, item_id, FOLDER.format(rng.randrange(args.folders)), subject)

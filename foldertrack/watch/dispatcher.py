@@ -187,6 +187,7 @@ class Dispatcher:
         """The first due key of one queue whose mailbox is free (caller holds the lock), and when to wake."""
         heap = self._heaps[background]
         deferred: list[tuple[float, int, WorkKey]] = []
+        waiting: list[tuple[float, int, WorkKey]] = []
         chosen: WorkKey | None = None
         while heap:
             due, seq, key = heap[0]
@@ -199,9 +200,14 @@ class Dispatcher:
             heapq.heappop(heap)
             mailbox = key[1]
             blocked = self._blocked.get(mailbox, 0.0)
-            if mailbox in self._busy_mailboxes or blocked > now:
-                later = blocked if blocked > now else now + 0.02
-                deferred.append((max(later, due), seq, key))
+            if blocked > now:
+                deferred.append((max(blocked, due), seq, key))
+                continue
+            if mailbox in self._busy_mailboxes:
+                # keeps its place (work of a mailbox runs in the order it came due: a folder's catch-up
+                # queued behind a running one is not overtaken by a later event); the end of the running
+                # work wakes the workers
+                waiting.append((due, seq, key))
                 continue
             chosen = key
             break
@@ -209,6 +215,8 @@ class Dispatcher:
             self._due[key] = due
             heapq.heappush(heap, (due, seq, key))
             wake = min(wake, due)
+        for entry in waiting:
+            heapq.heappush(heap, entry)
         return chosen, wake
 
     def _work(self) -> None:
