@@ -152,13 +152,23 @@ def _apply_page(
         dead = store.dead_item_ids(conn, target.mailbox, target.folder_id)
     cutoff = _backfill_cutoff(target, row) if backfill_pass and not row.backfill_done else None
     wanted: list[str] = []
+    before_cutoff = 0
     for item_id, received in creates:
         if item_id in already or item_id in dead:
             continue
         if cutoff is not None and (received is None or received < cutoff):  # unknown age: not backfilled
-            result.skipped += 1
+            before_cutoff += 1
             continue
         wanted.append(item_id)
+    if before_cutoff:  # every skip has a reason in the log (one line per page, not per mail)
+        result.skipped += before_cutoff
+        log.info(
+            "%s %s: %d mail(s) not backfilled: received before %s (backfill: false / backfill_since)",
+            target.mailbox,
+            target.path,
+            before_cutoff,
+            cutoff.isoformat(timespec="seconds") if cutoff else "?",
+        )
     wanted.extend(i for i in replay if i not in wanted)  # `foldertrack retry` replays, retrying items
     source = ctx.mail_source()
     fetched = source.fetch(

@@ -30,19 +30,25 @@ def records() -> None:
 
 @records.command("import")
 @click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @database_options
-def import_(csv_file: str, config_path: str | None, database_url: str | None) -> None:
+def import_(csv_file: str, as_json: bool, config_path: str | None, database_url: str | None) -> None:
     """Upsert records from a CSV file (type,id,name,number,emails); nothing is imported if a row is bad."""
     engine = open_command_database(config_path, database_url)
     try:
         report = RecordDirectory(engine).import_csv(csv_file)
     finally:
         engine.dispose()
-    click.echo(
-        f"{report.path}: {report.total} records ({report.created} created, {report.updated} updated, "
-        f"{report.unchanged} unchanged)"
-    )
-    for column in ignored_columns(csv_file):  # H7: extra columns are ignored, with a note
+    ignored = ignored_columns(csv_file)  # extra columns are ignored, with a note
+    if as_json:
+        counts = {k: getattr(report, k) for k in ("total", "created", "updated", "unchanged")}
+        click.echo(json.dumps({"file": str(report.path), **counts, "ignored_columns": ignored}))
+    else:
+        click.echo(
+            f"{report.path}: {report.total} records ({report.created} created, {report.updated} updated, "
+            f"{report.unchanged} unchanged)"
+        )
+    for column in ignored:
         click.echo(f"note: column {column!r} ignored (known: {', '.join(COLUMNS)})", err=True)
 
 

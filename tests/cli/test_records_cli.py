@@ -86,6 +86,15 @@ def test_import_ignores_extra_columns_with_a_note(world, tmp_path):
     }
 
 
+def test_import_json_reports_counts_and_ignored_columns(world, tmp_path):
+    csv = tmp_path / "export.csv"
+    csv.write_text("type,id,name,Owner\naccount,acc-j,J Co,Jane\n", encoding="utf-8")
+    result = world.run("records", "import", "--json", str(csv))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["created"] == 1 and report["total"] == 1 and report["ignored_columns"] == ["Owner"]
+
+
 def test_import_with_a_misspelt_required_column_is_still_an_error(world, tmp_path):
     csv = tmp_path / "typo.csv"
     csv.write_text("type,id,nmae\naccount,a1,A\n", encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 from foldertrack.simulator import MailSpec
@@ -142,7 +143,8 @@ def test_old_mail_moved_back_in_is_tracked_again(harness):
     harness.wait_tracked("old mail", regarding_id="acc-fabrikam")
 
 
-def test_backfill_on_and_since(harness):
+def test_backfill_on_and_since(harness, caplog):
+    caplog.set_level(logging.INFO, logger="foldertrack")
     rules = f"""
 mailboxes:
   - address: {ALICE}
@@ -165,6 +167,7 @@ mailboxes:
     harness.wait_tracked("recent fabrikam")
     harness.settle()
     assert harness.activity("ancient fabrikam") is None
+    assert "Inbox/Customers/Fabrikam: 1 mail(s) not backfilled: received before" in caplog.text  # a reason
 
 
 def test_same_message_from_two_mailboxes_first_wins_records_conflict(harness):
