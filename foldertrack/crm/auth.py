@@ -89,7 +89,12 @@ class PinnedSession(requests.Session):
 
 
 class MsalAuthenticator:
-    """Client-credentials tokens for ``https://ORG/.default`` from Entra ID (or any compatible authority)."""
+    """Client-credentials tokens for ``https://ORG/.default`` (or ``scope``) from Entra ID or any compatible
+    authority. ``label`` and ``error`` name the service in messages and the error raised; the Graph source
+    subclasses this with its own (:class:`foldertrack.sources.graph.auth.GraphAuthenticator`)."""
+
+    label = "Dataverse"
+    error: type[Exception] = DataverseAuthError
 
     def __init__(
         self,
@@ -101,9 +106,10 @@ class MsalAuthenticator:
         authority: str = DEFAULT_AUTHORITY,
         verify: bool | str = True,
         timeout: float = 30.0,
+        scope: str | None = None,
     ) -> None:
         parts = urlsplit(org_url)
-        self.scope = f"{parts.scheme}://{parts.netloc}/.default"
+        self.scope = scope or f"{parts.scheme}://{parts.netloc}/.default"
         self.authority = f"{authority.rstrip('/')}/{tenant_id}"
         self.client_id = client_id
         self._credential = credential
@@ -138,36 +144,36 @@ class MsalAuthenticator:
                 )
             except requests.RequestException as error:
                 target = urlsplit(self.authority).netloc
-                raise DataverseAuthError(
-                    f"Dataverse token: {describe_transport_error(target, error)}"
-                ) from None
+                raise self.error(f"{self.label} token: {describe_transport_error(target, error)}") from None
             except ValueError as error:  # MSAL: authority unknown or its discovery document unusable
-                raise DataverseAuthError(f"Dataverse token: authority {self.authority}: {error}") from None
+                raise self.error(f"{self.label} token: authority {self.authority}: {error}") from None
         return self._app
 
-    def headers(self) -> dict[str, str]:
+    def token(self) -> str:
+        """A valid access token (MSAL's cache, renewed before expiry); registered for log masking."""
         with self._lock:
             app = self._application()
             try:
                 result = app.acquire_token_for_client(scopes=[self.scope])
             except requests.RequestException as error:
                 target = urlsplit(self.authority).netloc
-                raise DataverseAuthError(
-                    f"Dataverse token: {describe_transport_error(target, error)}"
-                ) from None
+                raise self.error(f"{self.label} token: {describe_transport_error(target, error)}") from None
             if "access_token" not in result:
-                raise DataverseAuthError(self._describe_failure(result), code=result.get("error"))
-            token = result["access_token"]
+                raise self.error(self._describe_failure(result), code=result.get("error"))
+            token = str(result["access_token"])
             if token != self._token:
                 register_secret(token)
                 self._token = token
-        return {"Authorization": f"Bearer {token}"}
+        return token
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}"}
 
     def _describe_failure(self, result: dict[str, Any]) -> str:
         description = str(result.get("error_description") or "").strip().splitlines()
         first = description[0] if description else ""
         return (
-            f"Dataverse token for app {self.client_id} from {self.authority} refused: "
+            f"{self.label} token for app {self.client_id} from {self.authority} refused: "
             f"{result.get('error', 'error')}" + (f": {first}" if first else "")
         )
 
