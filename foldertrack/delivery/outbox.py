@@ -208,6 +208,14 @@ def request_replay(conn: Connection, ids: Iterable[int] | None = None) -> int:
     return conn.execute(query.values(claimed_by=None, claimed_until=None, **values)).rowcount
 
 
+def claim_owners(conn: Connection, prefix: str) -> list[str]:
+    """Owners (``instance/pid-nonce``) starting with ``prefix`` that hold pending claims."""
+    query = select(outbox.c.claimed_by).where(
+        outbox.c.status == "pending", outbox.c.claimed_by.like(f"{prefix}%")
+    )
+    return sorted(set(conn.execute(query.distinct()).scalars()))
+
+
 def release_claims(conn: Connection, owner: str) -> int:
     """A stopping instance hands its pending claims back, so others need not wait for them to run out."""
     query = update(outbox).where(outbox.c.claimed_by == owner, outbox.c.status == "pending")

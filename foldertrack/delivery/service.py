@@ -93,6 +93,21 @@ class DeliveryService:
     def name(self) -> str:
         return self.sink.name
 
+    def _release_dead_claims(self) -> None:
+        """Claims left by a killed process of this instance on this host (its pid is gone): free at once,
+        so a restart after ``kill -9`` does not wait ``claim_ttl`` for them."""
+        prefix = self.owner.rsplit("/", 1)[0] + "/"
+        try:
+            with self.engine.connect() as conn:
+                owners = outbox.claim_owners(conn, prefix)
+            dead = [o for o in owners if o != self.owner and not _pid_alive(o[len(prefix) :].split("-")[0])]
+            if dead:
+                with store.writing(self.engine) as conn:
+                    for owner in dead:
+                        outbox.release_claims(conn, owner)
+        except Exception as exc:  # the database may be down: the claims run out after claim_ttl
+            log.warning("delivery to %s: could not free a dead process's claims: %s", self.name, exc)
+
     def _release_claims(self) -> None:
         try:
             with store.writing(self.engine) as conn:
@@ -114,6 +129,7 @@ class DeliveryService:
                 self.failing_since, self.last_error = row.failing_since, row.last_error
         except Exception as exc:  # the database may be down: workers retry; health starts clean
             log.warning("delivery to %s: could not read its health: %s", self.name, exc)
+        self._release_dead_claims()
         event.listen(self.engine, "checkin", self._on_checkin)
         event.listen(self.engine, "rollback", self._on_rollback)
         self._listening = True
@@ -242,3 +258,16 @@ def _duration(seconds: float) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
+
+
+def _pid_alive(text: str) -> bool:
+    """Whether a process with this pid runs on this host (unknown: assume it does)."""
+    try:
+        os.kill(int(text), 0)
+    except ValueError:
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
