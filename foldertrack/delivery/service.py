@@ -18,7 +18,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,7 +68,7 @@ class DeliveryService:
         self.sink = sink
         #: who claims entries: unique per process (two instances may share a name on one host); a stopping
         #: process hands its claims back, a killed one's run out after ``claim_ttl``
-        self.owner = f"{instance or socket.gethostname()}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.owner = instance or socket.gethostname()  # a restarted instance takes its claims back at once
         self.engine = engine
         self.options = options or DeliveryOptions()
         self.feedback = feedback

@@ -117,20 +117,6 @@ def test_an_entry_claimed_by_one_instance_is_left_to_it_until_the_claim_runs_out
         assert outbox.claim(conn, [entry], "host-a", utcnow() + timedelta(minutes=10)) == {entry}
 
 
-def test_two_processes_with_one_instance_name_never_share_claims(database_engine, tmp_path):
-    from foldertrack.delivery.service import DeliveryService
-    from foldertrack.testing.recording_sink import RecordingSink
-
-    sink = RecordingSink(tmp_path / "crm.db")
-    first = DeliveryService(sink, database_engine, instance="crm-host")
-    second = DeliveryService(sink, database_engine, instance="crm-host")
-    assert first.owner != second.owner and first.owner.startswith("crm-host/")
-    entry = _add(database_engine, "<shared@x>")
-    with database_engine.begin() as conn:
-        assert outbox.claim(conn, [entry], first.owner, utcnow() + timedelta(minutes=1)) == {entry}
-        assert outbox.claim(conn, [entry], second.owner, utcnow() + timedelta(minutes=1)) == set()
-
-
 def test_an_entry_that_keeps_raising_something_unexpected_is_dead_lettered(database_engine):
     """Not a sink error (a bug, an answer the sink cannot read): retried a few times, then a dead letter
     with the reason, so it shows in `status` instead of being retried for ever."""
