@@ -137,6 +137,9 @@ class StreamGroup:
         #: the watcher gives each mailbox its own stream from then on
         self.refuses_mixed_users = False
         self._session_reserved = False
+        #: mailboxes whose events may have gone to a connection we closed or lost: they catch up once the
+        #: next request is accepted (a catch-up started earlier cannot see events of the gap in between)
+        self._catch_up_on_open: set[str] = set()
 
     # -- membership (called from workers) ------------------------------------------------------------------
 
@@ -150,8 +153,11 @@ class StreamGroup:
 
     def remove(self, subscription_id: str) -> None:
         with self._lock:
-            if self._subs.pop(subscription_id, None) is None:
+            removed = self._subs.pop(subscription_id, None)
+            if removed is None:
                 return
+            if all(s.mailbox != removed.mailbox for s in self._subs.values()):
+                self._catch_up_on_open.discard(removed.mailbox)
             self._changed = True
             self._last_change = time.monotonic()
         self._interrupt()
@@ -227,6 +233,8 @@ class StreamGroup:
                         notification.events = events
                         self._on_notification(sub.mailbox, notification)
                 # ConnectionStatus Closed (or we were asked to re-issue): normal, go round again at once
+                if self._was_changed():
+                    self._gap_opened(subs)
             except Exception as exc:
                 if not is_lost_subscription(exc):
                     if self._stream_failed(exc, subs):
@@ -249,6 +257,7 @@ class StreamGroup:
                 with self._lock:
                     for sub_id in lost:
                         self._subs.pop(sub_id, None)
+                self._gap_opened(subs)  # the ones still subscribed lost this connection too
                 self.connected = False
                 self._on_subscriptions_lost(sorted({subs[i].mailbox for i in lost}), exc)
             finally:
@@ -261,11 +270,11 @@ class StreamGroup:
         """A dropped stream, a server error or a stall: catch up, back off, reconnect. True: stop."""
         if self._is_stopping():
             return True
+        self._gap_opened(subs)
         if self._was_changed():
-            # we closed it ourselves to add or remove a subscription: not a failure, but events in
-            # flight on it may be lost, so its mailboxes' folders catch up
+            # we closed it ourselves to add or remove a subscription: not a failure, but events the
+            # server wrote to it from then on are lost: its mailboxes catch up once the next one is open
             self.connected = False
-            self._on_reissued(sorted({s.mailbox for s in subs.values()}))
             return False
         self.connected = False
         self.failures += 1
@@ -282,6 +291,13 @@ class StreamGroup:
             if not self._stopping:
                 self._lock.wait(delay)
         return False
+
+    def _gap_opened(self, subs: dict[str, Subscription]) -> None:
+        """The connection carrying ``subs`` is gone: until the server holds the next one it may write their
+        events to the dead socket (it has not noticed yet), so their mailboxes catch up once it is open."""
+        with self._lock:
+            live = {s.mailbox for s in self._subs.values()}
+            self._catch_up_on_open |= {s.mailbox for s in subs.values()} & live
 
     @staticmethod
     def _mixed_users_refused(
@@ -320,6 +336,11 @@ class StreamGroup:
         if self._was_changed():
             self._interrupt()
             return
+        with self._lock:
+            gap = {s.mailbox for s in self._current.values()} & self._catch_up_on_open
+            self._catch_up_on_open -= gap
+        if gap:
+            self._on_reissued(sorted(gap))
         if self.failures == 0:
             self._on_connected(self._request_mailboxes())
 

@@ -95,12 +95,21 @@ def tracked(engine: Engine) -> tuple[int, int, int]:
         )
 
 
+def wait_tracked(engine: Engine, n: int, procs: list, timeout: float = 30) -> None:
+    """Wait for ``n`` mails tracked once each; on timeout say what was there and what the watchers logged."""
+    try:
+        wait_until(lambda: tracked(engine) == (n, n, n), timeout, f"{n} mails, each once")
+    except AssertionError as exc:
+        logs = "\n".join(f"--- {p.log_path.name}\n{p.log()[-6000:]}" for p in procs)
+        raise AssertionError(f"{exc}; (activities, ledger, keys) = {tracked(engine)}\n{logs}") from None
+
+
 def test_kill_9_of_a_watcher_moves_its_mailboxes_and_nothing_is_lost_or_doubled(fleet):
     sim, engine, spawn = fleet
     a, b = spawn("a"), spawn("b")
     wait_until(lambda: split_over(engine, ["a", "b"]), 30, "6 mailboxes split over a and b")
     deliver(sim, "first")
-    wait_until(lambda: tracked(engine) == (6, 6, 6), 30, "6 mails tracked once")
+    wait_tracked(engine, 6, [a, b])
 
     a.kill9()
     killed = time.monotonic()
@@ -110,14 +119,14 @@ def test_kill_9_of_a_watcher_moves_its_mailboxes_and_nothing_is_lost_or_doubled(
     )
 
     assert time.monotonic() - killed <= TTL + 2.0
-    wait_until(lambda: tracked(engine) == (12, 12, 12), 30, "the mails filed meanwhile tracked, once")
+    wait_tracked(engine, 12, [a, b])
     dead = [i for i in fleet_status(engine)["instances"] if i["name"] == "a"]
     assert [(i["state"], i["stop_reason"][:12]) for i in dead] == [("stopped", "process gone")]  # same host
 
-    spawn("c")  # a replacement joins: b hands half over
+    c = spawn("c")  # a replacement joins: b hands half over
     wait_until(lambda: split_over(engine, ["b", "c"]), 30, "split over b and c")
     deliver(sim, "after")
-    wait_until(lambda: tracked(engine) == (18, 18, 18), 30, "18 mails, each once")
+    wait_tracked(engine, 18, [a, b, c])
     assert "Traceback" not in b.log()
 
 
@@ -135,7 +144,7 @@ def test_a_rolling_restart_moves_mailboxes_in_seconds_and_loses_nothing(fleet):
         procs[f"{name}2"] = spawn(f"{name}2")
         wait_until(lambda: split_over(engine, list(procs)), 30, "split again with the replacement")
     n = 6 * 3
-    wait_until(lambda: tracked(engine) == (n, n, n), 30, f"{n} mails, each once")
+    wait_tracked(engine, n, list(procs.values()))
 
 
 def test_a_watcher_paused_past_the_ttl_loses_its_mailboxes_and_rejoins_without_doubling(fleet):
@@ -143,16 +152,16 @@ def test_a_watcher_paused_past_the_ttl_loses_its_mailboxes_and_rejoins_without_d
     a, b = spawn("a"), spawn("b")
     wait_until(lambda: split_over(engine, ["a", "b"]), 30, "split over a and b")
     deliver(sim, "first")
-    wait_until(lambda: tracked(engine) == (6, 6, 6), 30, "6 mails tracked once")
+    wait_tracked(engine, 6, [a, b])
 
     a.proc.send_signal(signal.SIGSTOP)  # a stuck VM: its process and connections stay, it does nothing
     deliver(sim, "while-paused")
     wait_until(lambda: owners(engine) == dict.fromkeys(BOXES, "b"), TTL + 10, "b holding all 6")
-    wait_until(lambda: tracked(engine) == (12, 12, 12), 30, "the mails filed meanwhile tracked by b")
+    wait_tracked(engine, 12, [a, b])
     a.proc.send_signal(signal.SIGCONT)
 
     wait_until(lambda: split_over(engine, ["a", "b"]), 30, "a back with its share")
     deliver(sim, "after")
-    wait_until(lambda: tracked(engine) == (18, 18, 18), 30, "18 mails, each once")
+    wait_tracked(engine, 18, [a, b])
     assert "not renewed in time" in a.log() or "lost at renewal" in a.log()
     assert "Traceback" not in a.log() and "Traceback" not in b.log()
