@@ -87,7 +87,7 @@ def test_an_event_filed_while_a_shared_stream_is_reissued_is_never_lost(simulato
             )
             mark = recorder.mark()  # a catch-up that started before the mail was filed does not count
             wait_until(
-                lambda: any(
+                lambda mark=mark: any(
                     ALICE in mailboxes
                     for kind, mailboxes in recorder.since(mark)
                     if kind in ("notification", "catch-up")
