@@ -28,18 +28,28 @@ def exchange_settings(config: Config) -> ExchangeSettings:
     """Connection settings with the secret revealed, for exchangelib only; raises ConfigError if incomplete."""
     exchange = config.exchange
     exchange.require_connectable()
-    secret = exchange.require_client_secret() if exchange.auth == "oauth2" else exchange.require_password()
-    register_credentials(exchange.username, secret.reveal())  # never logged, even at DEBUG
+    if exchange.auth != "oauth2":
+        secret: str = exchange.require_password().reveal()
+    elif exchange.oauth2_certificate_file is not None and exchange.oauth2_client_secret is None:
+        secret = ""  # the certificate signs the token requests
+    else:
+        secret = exchange.require_client_secret().reveal()
+    if secret:
+        register_credentials(exchange.username, secret)  # never logged, even at DEBUG
     return ExchangeSettings(
         endpoint=exchange.endpoint or "",
         auth=exchange.auth,
         username=exchange.username or exchange.oauth2_client_id or "",
-        password=secret.reveal(),
+        password=secret,
         access=exchange.access,
         version=exchange.version,
         verify_tls=exchange.verify_tls,
         oauth2_tenant_id=exchange.oauth2_tenant_id,
         oauth2_client_id=exchange.oauth2_client_id,
+        oauth2_authority=exchange.oauth2_authority,
+        oauth2_scope=exchange.oauth2_scope,
+        oauth2_certificate_file=exchange.oauth2_certificate_file,
+        ca_file=str(exchange.ca_file) if exchange.ca_file is not None else None,
         request_timeout=exchange.request_timeout,
         max_response_size=exchange.max_response_size,
     )
@@ -120,7 +130,9 @@ def _build_graph_watcher(config: Config, options: WatchOptions, observer: WatchO
     """The watcher on the Graph source: delta polls every ``graph.poll_interval``, no EWS connection."""
     from foldertrack.sources.graph.config import graph_source
 
-    options = replace(options, poll_interval=config.graph.poll_interval)  # watch.poll_interval is EWS's fallback
+    options = replace(
+        options, poll_interval=config.graph.poll_interval
+    )  # watch.poll_interval is EWS's fallback
     engine = open_database(config.database.url)
     if options.fleet is not None:
         guard_sessions(engine, options.fleet.ttl)
@@ -133,5 +145,7 @@ def _build_graph_watcher(config: Config, options: WatchOptions, observer: WatchO
         from foldertrack.watch.graph_push import attach_push
 
         host, port = parse_address(config.graph.listen)
-        attach_push(watcher, source.client, notification_url=config.graph.notification_url, host=host, port=port)
+        attach_push(
+            watcher, source.client, notification_url=config.graph.notification_url, host=host, port=port
+        )
     return watcher

@@ -324,3 +324,41 @@ def test_readme_documents_every_setting():
     for doc in docs:
         text = doc.read_text(encoding="utf-8")
         assert settings_markdown() in text, f"{doc.name}: regenerate the settings table"
+
+
+def test_ews_oauth2_with_a_certificate_needs_no_secret_and_reaches_the_connector(
+    write_config, clean_config_env, tmp_path
+):
+    from foldertrack.runtime import exchange_settings
+
+    pem = tmp_path / "app.pem"
+    pem.write_text("not read here", encoding="utf-8")
+    path = write_config(
+        "[exchange]\n"
+        'endpoint = "https://outlook.office365.com/EWS/Exchange.asmx"\n'
+        'auth = "oauth2"\n'
+        'oauth2_tenant_id = "t"\n'
+        'oauth2_client_id = "c"\n'
+        f'oauth2_certificate_file = "{pem}"\n'
+        'oauth2_authority = "https://login.microsoftonline.us"\n'
+        f'ca_file = "{pem}"\n'
+    )
+    cfg = load_config(path, env=clean_config_env)
+    assert cfg.exchange.connection_problems() == []
+    settings = exchange_settings(cfg)
+    assert (settings.oauth2_authority, settings.oauth2_scope) == (
+        "https://login.microsoftonline.us",
+        "https://outlook.office365.com/.default",
+    )
+    assert (
+        settings.oauth2_certificate_file == pem and settings.ca_file == str(pem) and settings.password == ""
+    )
+
+
+def test_ews_oauth2_without_secret_or_certificate_says_where_it_looked(write_config, clean_config_env):
+    path = write_config(
+        '[exchange]\nendpoint = "https://x/EWS/Exchange.asmx"\nauth = "oauth2"\n'
+        'oauth2_tenant_id = "t"\noauth2_client_id = "c"\n'
+    )
+    problems = load_config(path, env=clean_config_env).exchange.connection_problems()
+    assert len(problems) == 1 and "client secret" in problems[0] and "exchange-client-secret" in problems[0]

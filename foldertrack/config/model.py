@@ -24,6 +24,10 @@ class ExchangeConfig:
     oauth2_tenant_id: str | None
     oauth2_client_id: str | None
     oauth2_client_secret_file: Path | None
+    oauth2_certificate_file: Path | None = None
+    oauth2_authority: str = "https://login.microsoftonline.com"
+    oauth2_scope: str = "https://outlook.office365.com/.default"
+    ca_file: Path | None = None
     request_timeout: float = 300.0
     max_response_size: int = 128 * 2**20
     source: Literal["ews", "graph"] = "ews"
@@ -53,7 +57,7 @@ class ExchangeConfig:
             for key in ("oauth2_tenant_id", "oauth2_client_id"):
                 if not getattr(self, key):
                     problems.append(f'exchange.{key} is not set (needed for auth = "oauth2")')
-            if self.oauth2_client_secret is None:
+            if self.oauth2_client_secret is None and self.oauth2_certificate_file is None:
                 problems.append(
                     f"exchange oauth2 client secret is {dict(self.secret_notes).get('oauth2_client_secret')}"
                 )

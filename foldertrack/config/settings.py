@@ -117,8 +117,37 @@ SETTINGS: tuple[Setting, ...] = (
         PATH,
         None,
         "File holding the client secret (oauth2); else `$FOLDERTRACK_EXCHANGE_CLIENT_SECRET`, "
-        "else `$CREDENTIALS_DIRECTORY/exchange-client-secret`.",
+        "else `$CREDENTIALS_DIRECTORY/exchange-client-secret`. Not needed with `oauth2_certificate_file`.",
         secret=True,
+    ),
+    Setting(
+        "exchange",
+        "oauth2_certificate_file",
+        PATH,
+        None,
+        "PEM file with the app's private key and certificate (oauth2), used instead of a client secret.",
+        secret=True,
+    ),
+    Setting(
+        "exchange",
+        "oauth2_authority",
+        HTTPS_URL,
+        "https://login.microsoftonline.com",
+        "Token authority host (sovereign clouds: e.g. `https://login.microsoftonline.us`).",
+    ),
+    Setting(
+        "exchange",
+        "oauth2_scope",
+        STRING,
+        "https://outlook.office365.com/.default",
+        "Token scope: Exchange's application ID URI + `/.default` (hybrid: `https://mail.example.com/.default`).",
+    ),
+    Setting(
+        "exchange",
+        "ca_file",
+        PATH,
+        None,
+        "PEM file of CA certificates to verify Exchange and the token authority with; unset: the system's.",
     ),
     Setting(
         "exchange",

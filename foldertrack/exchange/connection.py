@@ -4,6 +4,9 @@ Everything is explicit (endpoint, auth type, version): no autodiscover, no probi
 All accounts share one exchangelib protocol and so one HTTP session pool; it is sized for the streaming
 connections plus the sync workers, because exchangelib's default of one session deadlocks a stream and a
 ``GetItem`` that wait for each other.
+
+``auth = "oauth2"`` is app-only OAuth2 (Exchange Online): MSAL client credentials with a secret or a
+certificate, handed to exchangelib by :mod:`foldertrack.exchange.oauth`; the endpoint must be https.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from exchangelib import DELEGATE, IMPERSONATION, UTC, Account, Configuration, Credentials, Identity
-from exchangelib.credentials import OAuth2Credentials
 from exchangelib.errors import SessionPoolMinSizeReached
 from exchangelib.protocol import BaseProtocol, FailFast
 from exchangelib.transport import BASIC, NTLM, OAUTH2
@@ -22,7 +26,14 @@ from exchangelib.version import VERSIONS, Build, Version
 from urllib3.exceptions import InsecureRequestWarning
 
 from foldertrack.config.settings import EWS_VERSIONS as CONFIG_EWS_VERSIONS
+from foldertrack.crm.auth import DEFAULT_AUTHORITY, CertificateCredential
 from foldertrack.errors import ConfigError
+from foldertrack.exchange.oauth import (
+    EXCHANGE_ONLINE_SCOPE,
+    EwsAuthenticator,
+    MsalCredentials,
+    OAuth2FailFast,
+)
 from foldertrack.exchange.transport import GuardedAdapter, GuardedNoVerifyAdapter, set_limits
 
 log = logging.getLogger(__name__)
@@ -48,7 +59,8 @@ _AUTH_TYPES = {"basic": BASIC, "ntlm": NTLM, "oauth2": OAUTH2}
 
 @dataclass(frozen=True)
 class ExchangeSettings:
-    """What the connector needs, decoupled from the config file's layout; ``password`` is the revealed secret."""
+    """What the connector needs, decoupled from the config file's layout; ``password`` is the revealed secret
+    (the client secret with ``oauth2``, unless ``oauth2_certificate_file`` names a PEM key + certificate)."""
 
     endpoint: str
     auth: str
@@ -61,6 +73,10 @@ class ExchangeSettings:
     oauth2_client_id: str | None = None
     request_timeout: float = 300.0  # total deadline of one non-streaming request
     max_response_size: int = 128 * 2**20
+    oauth2_authority: str = DEFAULT_AUTHORITY  # token authority host (the simulator's in tests)
+    oauth2_scope: str = EXCHANGE_ONLINE_SCOPE
+    oauth2_certificate_file: Path | None = None
+    ca_file: str | None = None  # PEM CA bundle for the EWS server and the authority; None: the system's
 
     def __repr__(self) -> str:  # never show the password
         return f"ExchangeSettings(endpoint={self.endpoint!r}, auth={self.auth!r}, username={self.username!r})"
@@ -78,26 +94,27 @@ class ExchangeConnector:
             )
         if not settings.verify_tls:
             _warn_tls_off()
-        BaseProtocol.HTTP_ADAPTER_CLS = GuardedAdapter if settings.verify_tls else GuardedNoVerifyAdapter
+        BaseProtocol.HTTP_ADAPTER_CLS = _adapter(settings)
         set_limits(settings.request_timeout, settings.max_response_size)
         self.settings = settings
         self._lock = threading.Lock()
         self._accounts: dict[str, Account] = {}
+        self.authenticator: EwsAuthenticator | None = None
         if settings.auth == "oauth2":
-            credentials = OAuth2Credentials(
-                client_id=settings.oauth2_client_id,
-                client_secret=settings.password,
-                tenant_id=settings.oauth2_tenant_id,
-                identity=Identity(primary_smtp_address=settings.username),
+            self.authenticator = _authenticator(settings)
+            credentials: Credentials | MsalCredentials = MsalCredentials(
+                self.authenticator, identity=_delegate_identity(settings)
             )
+            retry_policy: FailFast = OAuth2FailFast(self.authenticator)
         else:
             credentials = Credentials(username=settings.username, password=settings.password)
+            retry_policy = FailFast()
         self.configuration = Configuration(
             service_endpoint=settings.endpoint,
             credentials=credentials,
             auth_type=_AUTH_TYPES[settings.auth],
             version=Version(build=EWS_VERSIONS[settings.version], api_version=settings.version),
-            retry_policy=FailFast(),  # our dispatcher is the one retry layer
+            retry_policy=retry_policy,  # fail fast: our dispatcher is the one retry layer
             max_connections=max(2, max_connections),
         )
 
@@ -129,6 +146,58 @@ class ExchangeConnector:
             self._accounts.clear()
         if accounts:
             accounts[0].protocol.close()
+        if self.authenticator is not None:
+            self.authenticator.close()
+
+
+def _authenticator(settings: ExchangeSettings) -> EwsAuthenticator:
+    """MSAL client credentials for EWS; app-only tokens are only ever sent over https."""
+    if urlsplit(settings.endpoint).scheme != "https":
+        raise ConfigError(f'exchange.endpoint must be https with auth = "oauth2" (not {settings.endpoint})')
+    missing = [k for k in ("oauth2_tenant_id", "oauth2_client_id") if not getattr(settings, k)]
+    if missing:
+        raise ConfigError("; ".join(f'exchange.{k} is not set (needed for auth = "oauth2")' for k in missing))
+    certificate = settings.oauth2_certificate_file
+    return EwsAuthenticator(
+        str(settings.oauth2_tenant_id),
+        str(settings.oauth2_client_id),
+        CertificateCredential(certificate) if certificate is not None else settings.password,
+        authority=settings.oauth2_authority,
+        scope=settings.oauth2_scope,
+        verify=(settings.ca_file or True) if settings.verify_tls else False,
+        timeout=min(60.0, settings.request_timeout),
+    )
+
+
+def _delegate_identity(settings: ExchangeSettings) -> Identity | None:
+    """With delegate access an app-only token still needs one user to impersonate (``exchange.username``);
+    with impersonation every account names its own mailbox."""
+    if settings.access != "delegate":
+        return None
+    if "@" not in (settings.username or ""):
+        raise ConfigError(
+            'exchange.access = "delegate" with auth = "oauth2" needs exchange.username (the user whose '
+            'delegate rights the app uses); app-only tokens otherwise need access = "impersonation"'
+        )
+    return Identity(primary_smtp_address=settings.username)
+
+
+class _CaBundle:
+    """Verify the server against ``exchange``'s own CA file (exchangelib's documented adapter hook)."""
+
+    ca_file = ""
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        verify = verify if verify is False else self.ca_file
+        return super().send(request, stream, timeout, verify, cert, proxies)  # type: ignore[misc]
+
+
+def _adapter(settings: ExchangeSettings) -> type:
+    if not settings.verify_tls:
+        return GuardedNoVerifyAdapter
+    if not settings.ca_file:
+        return GuardedAdapter
+    return type("GuardedCaAdapter", (_CaBundle, GuardedAdapter), {"ca_file": settings.ca_file})
 
 
 def _warn_tls_off() -> None:

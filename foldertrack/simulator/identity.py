@@ -5,7 +5,10 @@ https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant
 MSAL (``instance_discovery=False``) reads ``/{tenant}/v2.0/.well-known/openid-configuration`` and then
 posts to ``/{tenant}/oauth2/v2.0/token`` with a client secret or a signed client assertion (certificate).
 Tokens are RS256 JWTs with ``aud`` (the resource of the ``<resource>/.default`` scope), ``tid``,
-``appid``, ``exp``; :meth:`Identity.validate` is what the simulated resource servers (Dataverse) check.
+``appid``, ``exp`` and, when the app was granted application permissions on that resource, ``roles``;
+:meth:`Identity.validate` is what the simulated resource servers (Dataverse, Graph, EWS) check.
+Exchange Online (``https://outlook.office365.com``) is a known resource from the start, and an app is
+granted its ``full_access_as_app`` role unless ``add_app(roles=…)`` says otherwise.
 Errors carry Entra ID's codes: AADSTS7000215 (wrong secret), AADSTS700016 (unknown app), AADSTS90002
 (unknown tenant), AADSTS1002012 (scope without ``/.default``), AADSTS500011 (unknown resource).
 """
@@ -18,6 +21,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +30,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#: the application ID URI of Exchange Online (EWS): tokens for it have this audience
+EXCHANGE_RESOURCE = "https://outlook.office365.com"
+#: the application permission app-only EWS needs (impersonating any mailbox)
+FULL_ACCESS_AS_APP = "full_access_as_app"
 
 
 @dataclass
@@ -37,6 +45,8 @@ class App:
     secret: str | None = None
     certificate: x509.Certificate | None = None
     object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: application permissions granted (admin consent) per resource: they become the token's ``roles``
+    roles: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 class TokenError(Exception):
@@ -65,6 +75,22 @@ class InvalidToken(Exception):
     """A bearer token a resource server must refuse (401); ``reason`` goes into ``WWW-Authenticate``."""
 
 
+class TokenExpired(InvalidToken):
+    """Past its ``exp``, or revoked by :meth:`Identity.expire_tokens`."""
+
+
+class WrongAudience(InvalidToken):
+    """Signed by us but for another resource; ``audience`` is the token's own ``aud``."""
+
+    def __init__(self, message: str, audience: str):
+        super().__init__(message)
+        self.audience = audience
+
+
+class BadSignature(InvalidToken):
+    """Not signed by this identity's key."""
+
+
 _KID = secrets.token_hex(8)
 
 
@@ -87,7 +113,7 @@ class Identity:
         self.token_lifetime: float = 3600.0
         self.apps: dict[tuple[str, str], App] = {}
         self.tenants: set[str] = set()
-        self.resources: set[str] = set()
+        self.resources: set[str] = {EXCHANGE_RESOURCE}
         self._kid = _KID
         self._issued: set[str] = set()
         self._revoked: set[str] = set()
@@ -105,10 +131,21 @@ class Identity:
         client_id: str | None = None,
         secret: str | None = None,
         certificate_pem: bytes | None = None,
+        roles: Mapping[str, Iterable[str]] | None = None,
     ) -> App:
-        """Register an app (service principal) in ``tenant`` with a secret and/or a certificate."""
+        """Register an app (service principal) in ``tenant`` with a secret and/or a certificate.
+
+        ``roles`` are the application permissions granted per resource (default: ``full_access_as_app`` on
+        Exchange Online, what app-only EWS needs; ``{}``: none, so EWS refuses the app's tokens)."""
         cert = x509.load_pem_x509_certificate(certificate_pem) if certificate_pem else None
-        app = App(tenant.lower(), (client_id or str(uuid.uuid4())).lower(), secret, cert)
+        granted = {EXCHANGE_RESOURCE: [FULL_ACCESS_AS_APP]} if roles is None else roles
+        app = App(
+            tenant.lower(),
+            (client_id or str(uuid.uuid4())).lower(),
+            secret,
+            cert,
+            roles={r.rstrip("/").lower(): frozenset(names) for r, names in granted.items()},
+        )
         with self._lock:
             self.tenants.add(app.tenant)
             self.apps[(app.tenant, app.client_id)] = app
@@ -274,6 +311,9 @@ class Identity:
             "ver": "1.0",
             "uti": jti,
         }
+        roles = app.roles.get(resource.lower())
+        if roles:  # Entra ID leaves the claim out when nothing was granted
+            claims["roles"] = sorted(roles)
         token = jwt.encode(claims, self._signing_key(), algorithm="RS256", headers={"kid": self._kid})
         with self._lock:
             self._issued.add(jti)
@@ -309,14 +349,19 @@ class Identity:
                 options={"require": ["exp", "aud", "tid", "appid"]},
             )
         except jwt.ExpiredSignatureError:
-            raise InvalidToken("The access token has expired.") from None
+            raise TokenExpired("The access token has expired.") from None
         except jwt.InvalidAudienceError:
-            raise InvalidToken(f"The access token is not valid for audience {audience}.") from None
+            actual = jwt.decode(token, options={"verify_signature": False}).get("aud")
+            raise WrongAudience(
+                f"The access token is not valid for audience {audience}.", str(actual)
+            ) from None
+        except jwt.InvalidSignatureError as exc:
+            raise BadSignature(f"The access token is invalid: {exc}.") from None
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"The access token is invalid: {exc}.") from None
         with self._lock:
             if claims.get("uti") in self._revoked:
-                raise InvalidToken("The access token has expired.")
+                raise TokenExpired("The access token has expired.")
         return claims
 
 

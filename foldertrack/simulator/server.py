@@ -1,5 +1,13 @@
-"""The HTTP side: ``POST /EWS/Exchange.asmx`` (Basic auth, SOAP 1.1), chunked streaming, a loopback-only
-``/control/faults`` endpoint, and a server that tracks (and on stop joins) every thread it starts.
+"""The HTTP side: ``POST /EWS/Exchange.asmx`` (Basic auth, or OAuth2 bearer tokens from the simulator's
+token endpoint; SOAP 1.1), chunked streaming, a loopback-only ``/control/faults`` endpoint, and a server
+that tracks (and on stop joins) every thread it starts.
+
+Bearer tokens are checked like Exchange Online does (audience ``https://outlook.office365.com``, app-only
+tokens need the ``full_access_as_app`` role and an ``ExchangeImpersonation`` header). A refused token
+gets Exchange's answer: 401 with ``WWW-Authenticate: Bearer client_id="00000002-0000-0ff1-ce00-…",
+trusted_issuers=…, error="invalid_token"`` and ``x-ms-diagnostics: CODE;reason="…";error_category="…"``
+(403 for a token without the role but with other permissions). The token is checked when a request
+starts: a stream already open outlives its token, as on Exchange.
 """
 
 from __future__ import annotations
@@ -19,11 +27,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 from foldertrack.simulator import routes
+from foldertrack.simulator.identity import (
+    EXCHANGE_RESOURCE,
+    FULL_ACCESS_AS_APP,
+    BadSignature,
+    InvalidToken,
+    TokenExpired,
+    WrongAudience,
+)
 from foldertrack.simulator.model import EwsError
 from foldertrack.simulator.ops import SERVICES
 from foldertrack.simulator.ops.base import Context, StreamingResponse
 from foldertrack.simulator.profiles import VERSION_RANK, ResponseOptions, set_response_options
 from foldertrack.simulator.soap import SoapFault, envelope, fault_envelope, parse_request, stream_envelope
+from foldertrack.simulator.store import Principal
 from foldertrack.simulator.validation import VALIDATOR
 
 if TYPE_CHECKING:
@@ -35,6 +52,24 @@ EWS_PATH = "/ews/exchange.asmx"
 CONTROL_PATH = "/control/faults"
 MAX_BODY = 64 * 1024 * 1024
 REALM = "foldertrack-simulator"
+#: Exchange Online's bearer challenge, as it sends it with every refused token
+BEARER_CHALLENGE = (
+    'Bearer client_id="00000002-0000-0ff1-ce00-000000000000", '
+    'trusted_issuers="00000001-0000-0000-c000-000000000000@*", '
+    'token_types="app_asserted_user_v1 service_asserted_app_v1", '
+    'authorization_uri="https://login.windows.net/common/oauth2/authorize", error="invalid_token"'
+)
+
+
+class BearerRefused(Exception):
+    """Exchange's answer to a bearer token it does not take: HTTP ``status`` and ``x-ms-diagnostics``."""
+
+    def __init__(self, status: int, code: int, reason: str, category: str):
+        super().__init__(reason)
+        self.status, self.code, self.reason, self.category = status, code, reason, category
+
+    def diagnostics(self) -> str:
+        return f'{self.code};reason="{self.reason}";error_category="{self.category}"'
 
 
 class SimHTTPServer(ThreadingHTTPServer):
@@ -105,6 +140,7 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
     server_version = "Microsoft-IIS/10.0"
     sys_version = ""
     server: SimHTTPServer
+    _app_only = False  # the request came with an app-only bearer token (set by _authenticate)
 
     def log_message(self, format: str, *args) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -213,8 +249,13 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(result).encode(), "application/json")
 
     def _authenticate(self):
+        """The caller (Basic auth or an app-only bearer token), None for no or wrong Basic credentials;
+        raises :class:`BearerRefused` for a bearer token Exchange would refuse."""
+        self._app_only = False
         header = self.headers.get("Authorization") or ""
         scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer":
+            return self._bearer(value.strip())
         if scheme.lower() != "basic":
             return None
         try:
@@ -223,10 +264,78 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
             return None
         return self.server.sim.store.authenticate(user, password)
 
+    def _bearer(self, token: str) -> Principal:
+        """An app-only token of the simulator's token endpoint, checked as Exchange Online checks it.
+
+        Wording: Exchange's own ``x-ms-diagnostics`` reasons (``2000003`` invalid_resource, ``2000008``
+        invalid_grant as seen from Exchange Online; ``2000001`` invalid_token for expired, badly signed
+        or unreadable tokens). Behind plain HTTP, Exchange sees another audience host (TLS offloading
+        breaks OAuth), so the plain listener refuses every token that way."""
+        base = getattr(self.server, "base_url", "") or "http://{}:{}".format(*self.server.server_address[:2])
+        if not base.startswith("https://"):
+            raise BearerRefused(
+                401,
+                2000003,
+                "The hostname component of the audience claim value is invalid. "
+                f"Expected '{base}'. Actual '{EXCHANGE_RESOURCE}'.",
+                "invalid_resource",
+            )
+        try:
+            claims = self.server.sim.identity.validate(token, EXCHANGE_RESOURCE)
+        except TokenExpired:
+            raise BearerRefused(401, 2000001, "The token has expired.", "invalid_token") from None
+        except WrongAudience as exc:
+            reason = (
+                "The hostname component of the audience claim value is invalid. "
+                f"Expected '{EXCHANGE_RESOURCE}'. Actual '{exc.audience}'."
+                if "://" in exc.audience
+                else "The audience claim value is invalid 'aud'."
+            )
+            raise BearerRefused(401, 2000003, reason, "invalid_resource") from None
+        except BadSignature:
+            raise BearerRefused(
+                401, 2000001, "The token has an invalid signature.", "invalid_token"
+            ) from None
+        except InvalidToken:
+            raise BearerRefused(
+                401, 2000001, "OAuth token submitted with the request can not be parsed.", "invalid_token"
+            ) from None
+        roles = claims.get("roles") or []
+        if not roles:
+            raise BearerRefused(
+                401,
+                2000008,
+                "The token contains no permissions, or permissions can not be understood.",
+                "invalid_grant",
+            )
+        if FULL_ACCESS_AS_APP not in roles:
+            raise BearerRefused(
+                403, 2000008, "The token contains not enough scope to make this call.", "invalid_grant"
+            )
+        self._app_only = True
+        return Principal(f"app:{claims['appid']}", None, True)
+
+    def _refuse_bearer(self, refusal: BearerRefused) -> None:
+        self.send_response(refusal.status)
+        if refusal.status == 401:
+            self.send_header("WWW-Authenticate", BEARER_CHALLENGE)
+            self.send_header("WWW-Authenticate", f'Basic realm="{REALM}"')
+        self.send_header("x-ms-diagnostics", refusal.diagnostics())
+        self.send_header("X-FEServer", "SIMULATOR")
+        for key, value in self._exchange_headers().items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def _ews(self, body: bytes) -> None:
         sim = self.server.sim
         sim.stats.count("http_requests")
-        principal = self._authenticate()
+        try:
+            principal = self._authenticate()
+        except BearerRefused as refusal:
+            sim.stats.count("unauthorized")
+            self._refuse_bearer(refusal)
+            return
         if principal is None:
             sim.stats.count("unauthorized")
             self.send_response(401)
@@ -295,6 +404,11 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
 
     def _acting_mailbox(self, principal, impersonate: str | None):
         store = self.server.sim.store
+        if impersonate is None and self._app_only:  # an app has no mailbox of its own
+            raise SoapFault(
+                "ErrorInvalidExchangeImpersonationHeaderData",
+                "ExchangeImpersonation SOAP header must be present for this type of OAuth token.",
+            )
         if impersonate is None:
             return principal.mailbox
         with store.lock:

@@ -79,11 +79,14 @@ class Harness:
         sink: Any = None,
         feedback: Any = None,
         ready_timeout: float = 20.0,
+        exchange: ExchangeSettings | None = None,
         **overrides: Any,
     ) -> Watcher:
-        """Start a watcher with the harness's options (``overrides`` win); wait until it is ready."""
+        """Start a watcher with the harness's options (``overrides`` win); wait until it is ready.
+
+        ``exchange``: how to connect instead of the service account's Basic auth (e.g. OAuth2)."""
         options = WatchOptions(rules_dir=self.rules_dir, **{**self.options, **overrides})
-        settings = ExchangeSettings(
+        settings = exchange or ExchangeSettings(
             endpoint=self.sim.url,
             auth="basic",
             username=SERVICE_ACCOUNT,
