@@ -29,6 +29,16 @@ def graph_source(sim: Any, *, page_size: int = 100, engine: Any = None) -> Graph
     return GraphSource(client, page_size=page_size, engine=engine)
 
 
+#: Graph has no streaming: the watcher polls each mailbox's delta chains every ``poll_interval``; tests poll
+#: often so a move is seen about as soon as a stream would report it
+TEST_POLL_INTERVAL = 0.3
+
+
+def graph_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``options_for_tests()`` for a watcher on the Graph source (a short poll interval)."""
+    return {**options, "poll_interval": TEST_POLL_INTERVAL}
+
+
 class GraphHarness(Harness):
     """``start_watcher`` builds the watcher on a :class:`GraphSource` (no EWS connection at all)."""
 
@@ -64,4 +74,4 @@ class GraphHarness(Harness):
         return self.watcher
 
 
-__all__ = ["GraphHarness", "graph_source"]
+__all__ = ["TEST_POLL_INTERVAL", "GraphHarness", "graph_options", "graph_source"]

@@ -1,6 +1,7 @@
 """The watcher with ``source = "graph"`` against the simulator's Graph endpoints (same mailboxes as EWS):
-tracking semantics through delta chains, an expired delta link, a 429 storm on one mailbox, and a
-deployment switched from EWS to Graph on the same database."""
+delta links as cursors, an expired delta link, a 429 storm on one mailbox, and a deployment switched from
+EWS to Graph on the same database. Every Tracking-semantics row runs through Graph too: the ``[graph]``
+variants of tests/watch/test_tracking.py, test_semantics_items.py and test_semantics_folders.py."""
 
 from __future__ import annotations
 
@@ -72,9 +73,12 @@ def _count(h, table, **where) -> int:
         return int(conn.execute(query).scalar_one())
 
 
-def test_tracking_semantics_through_graph(gh):
-    mb = _mailbox(gh)
-    old = _file(gh, "already there", "Inbox/Customers/Contoso")
+def test_graph_cursors_are_delta_links_and_backfill_counts_the_folder(gh):
+    """What only the Graph source does (every Tracking-semantics row runs through it in tests/watch/,
+    ``[graph]``): the watcher reads through it, a folder's backfill progress counts against its
+    ``totalItemCount``, and the whole deltaLink is the folder's saved cursor."""
+    _mailbox(gh)
+    _file(gh, "already there", "Inbox/Customers/Contoso")
     gh.write_rules(_rules(ALICE))
     gh.start_watcher()
     gh.wait_tracked("already there", regarding_id="acc-contoso")  # backfill (default true)
@@ -84,46 +88,12 @@ def test_tracking_semantics_through_graph(gh):
             conn.execute(select(tracked_folders.c.current_path, tracked_folders.c.backfill_total)).all()
         )
     assert totals == {"Inbox/Customers/Contoso": 1, "Inbox/Customers/Fabrikam": 0}
-
-    moved = _file(gh, "moved in", "Inbox/Customers/Contoso")
-    gh.wait_tracked("moved in", regarding_id="acc-contoso", state="tracked")
-
-    moved = mb.move_item(moved, "Inbox/Customers/Fabrikam")  # re-link
-    gh.wait_tracked("moved in", regarding_id="acc-fabrikam", state="tracked")
-
-    mb.move_item(moved, "Inbox/Elsewhere")  # out of tracked folders, on_leave: untrack
-    gh.wait_tracked("moved in", regarding_id=None, state="untracked")
-
-    mb.delete_item(old)  # deleted in Exchange: the activity is kept
-    _file(gh, "sentinel", "Inbox/Customers/Contoso")
-    gh.wait_tracked("sentinel", regarding_id="acc-contoso")
+    _file(gh, "moved in", "Inbox/Customers/Fabrikam")
+    gh.wait_tracked("moved in", regarding_id="acc-fabrikam")
     gh.settle()
-    assert gh.activity("already there")["state"] == "tracked"
-    assert len(gh.activities()) == 3
     with gh.engine.connect() as conn:  # the whole deltaLink is the folder's cursor
         states = [r.sync_state for r in conn.execute(select(tracked_folders.c.sync_state))]
-    assert states and all(s and "/messages/delta" in s for s in states)
-
-
-def test_backfill_false_tracks_only_new_arrivals(gh):
-    _mailbox(gh)
-    _file(gh, "old mail", "Inbox/Customers/Contoso")
-    gh.write_rules(
-        f"""
-mailboxes:
-  - address: {ALICE}
-    folders:
-      Inbox/Customers/Contoso:
-        record: account:acc-contoso
-        backfill: false
-"""
-    )
-    time.sleep(1.1)  # received times have whole seconds: the rule must appear in a later second
-    gh.start_watcher()
-    _file(gh, "new mail", "Inbox/Customers/Contoso")
-    gh.wait_tracked("new mail", regarding_id="acc-contoso")
-    gh.settle()
-    assert gh.activity("old mail") is None
+    assert states and all(s and "/messages/delta" in s and "$deltatoken=" in s for s in states)
 
 
 def test_expired_delta_link_resyncs_without_doubles(gh):
@@ -384,44 +354,6 @@ def test_category_write_back_through_graph_does_not_retrigger_tracking(gh):
     gh.settle()
     assert len(gh.activities()) == 1 and gh.watcher.totals.tracked == 1
     assert _count(gh, ledger) == 1
-
-
-def test_folder_tree_changes_through_graph(gh):
-    """``mailFolders/delta``: a renamed tracked folder keeps tracking (stale path flagged), a subfolder a
-    pattern rule matches is tracked once created, a deleted folder breaks its rule and keeps activities."""
-    from tests.watch.test_status import warnings_of
-
-    mb = _mailbox(gh)
-    mb.create_folder("Inbox/Partners")
-    gh.write_rules(
-        f"""
-mailboxes:
-  - address: {ALICE}
-    folders:
-      Inbox/Customers/Contoso: account:acc-contoso
-      Inbox/Partners/*:
-        record: {{type: account, by: name_or_number}}
-"""
-    )
-    gh.start_watcher()
-    _file(gh, "before rename", "Inbox/Customers/Contoso")
-    gh.wait_tracked("before rename", regarding_id="acc-contoso")
-
-    mb.rename_folder("Inbox/Customers/Contoso", "Contoso Ltd")
-    wait_until(lambda: warnings_of(gh.engine, ALICE, "stale_path"), 10, "a stale-path warning")
-    _file(gh, "after rename", "Inbox/Customers/Contoso Ltd")
-    after = gh.wait_tracked("after rename", regarding_id="acc-contoso")
-    assert after["folder_id"] == gh.activity("before rename")["folder_id"]
-
-    mb.create_folder("Inbox/Partners/Fabrikam")  # matched by the pattern rule (record looked up by name)
-    _file(gh, "into new subfolder", "Inbox/Partners/Fabrikam")
-    gh.wait_tracked("into new subfolder", regarding_id="acc-fabrikam")
-
-    mb.delete_folder("Inbox/Customers/Contoso Ltd", hard=True)
-    wait_until(lambda: warnings_of(gh.engine, ALICE, "folder_deleted"), 10, "a folder-deleted warning")
-    gh.settle()
-    assert gh.activity("before rename")["state"] == "tracked"
-    assert len(gh.activities()) == 3
 
 
 def test_demo_runs_the_whole_story_on_graph(tmp_path, monkeypatch):

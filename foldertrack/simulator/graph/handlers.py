@@ -85,15 +85,27 @@ def folders(service: GraphService, mb: Mailbox, request: GraphRequest) -> Result
     return 200, _collection(ctx, page, next_link), {}
 
 
+EXTENDED = "singlevalueextendedproperties"
+
+
 def _expand_attachments(query: Query) -> list[str] | bool | None:
     if not query.expand:
         return False
-    unknown = set(query.expand) - {"attachments"}
+    unknown = set(query.expand) - {"attachments", EXTENDED}
     if unknown:
         raise errors.GraphError(
             400, "RequestBroker--ParseUri", f"Could not find a navigation property named '{unknown.pop()}'."
         )
+    if "attachments" not in query.expand:
+        return False
     return render.resolve_select(query.expand["attachments"], render.ATTACHMENT_PROPERTIES, "attachment")
+
+
+def _expand_extended(query: Query) -> list[tuple[str, int]] | None:
+    """The extended properties ``$expand=singleValueExtendedProperties($filter=id eq '…')`` asks for."""
+    if not query.expand or EXTENDED not in query.expand:
+        return None
+    return render.extended_property_ids((query.expand_filter or {}).get(EXTENDED))
 
 
 def _message_json(service: GraphService, item: Any, query: Query, request: GraphRequest) -> dict[str, Any]:
@@ -108,6 +120,11 @@ def _message_json(service: GraphService, item: Any, query: Query, request: Graph
     expand = _expand_attachments(query)
     if expand is not False:
         out["attachments"] = render.attachments(item, expand if isinstance(expand, list) else None)
+    extended = _expand_extended(query)
+    if extended is not None:
+        values = render.extended_properties(item, extended)
+        if values:  # none of them set: Graph leaves the navigation property out
+            out["singleValueExtendedProperties"] = values
     return out
 
 
@@ -126,6 +143,7 @@ def folder_messages(service: GraphService, mb: Mailbox, request: GraphRequest) -
     query = parse_query(request.params, LIST_OPTIONS)
     render.resolve_select(query.select, render.MESSAGE_PROPERTIES, "message")  # a bad name is a 400 even
     _expand_attachments(query)  # when the folder is empty
+    _expand_extended(query)
     items = sorted((mb.items[s] for s in folder.items), key=lambda i: i.received, reverse=True)
     page_items, next_link = _page(items, query, request, f"mailFolders/{segs[1]}/messages")
     value = [_message_json(service, item, query, request) for item in page_items]

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from foldertrack.simulator.graph.errors import GraphError, bad_request
 
-_EXPAND = re.compile(r"^\s*(\w+)\s*(?:\(\s*\$select\s*=\s*([^)]*)\))?\s*$", re.IGNORECASE)
+_EXPAND = re.compile(r"^\s*(\w+)\s*(?:\((.*)\))?\s*$", re.DOTALL)
+_EXPAND_OPTION = re.compile(r"^\s*(\$\w+)\s*=(.*)$", re.DOTALL)
 _PREFER = re.compile(r'\s*([\w.-]+)\s*(?:=\s*"?([^",;]*)"?)?\s*')
 
 
@@ -22,6 +23,8 @@ class Query:
     top: int | None = None
     skip: int = 0
     expand: dict[str, tuple[str, ...] | None] | None = None
+    #: ``$expand=name($filter=…)``: the filter text per expanded navigation property
+    expand_filter: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ def _int(name: str, text: str, minimum: int) -> int:
 
 def parse_query(params: dict[str, str], allowed: frozenset[str]) -> Query:
     """Read the options in ``params`` (decoded); an option not in ``allowed`` is a 400 like Graph's."""
-    select = top = expand = None
+    select = top = expand = expand_filter = None
     skip = 0
     for key, value in params.items():
         name = key.lower()
@@ -62,13 +65,28 @@ def parse_query(params: dict[str, str], allowed: frozenset[str]) -> Query:
         elif name == "$skip":
             skip = _int(key, value, 0)
         elif name == "$expand":
-            expand = {}
+            expand, expand_filter = {}, {}
             for part in _split_top_level(value):
                 match = _EXPAND.match(part)
                 if match is None:
                     raise bad_request(f"Invalid $expand '{part}'.")
-                expand[match.group(1).lower()] = _names(match.group(2)) if match.group(2) else None
-    return Query(select, top, skip, expand)
+                navigation = match.group(1).lower()
+                options = _expand_options(part, match.group(2) or "")
+                expand[navigation] = _names(options["$select"]) if "$select" in options else None
+                if "$filter" in options:
+                    expand_filter[navigation] = options["$filter"].strip()
+    return Query(select, top, skip, expand, expand_filter or None)
+
+
+def _expand_options(part: str, text: str) -> dict[str, str]:
+    """The nested options of one ``$expand`` item (``$select=a,b;$filter=id eq 'x'``)."""
+    options: dict[str, str] = {}
+    for option in (o for o in text.split(";") if o.strip()):
+        match = _EXPAND_OPTION.match(option)
+        if match is None or match.group(1).lower() not in ("$select", "$filter"):
+            raise bad_request(f"Invalid $expand '{part}'.")
+        options[match.group(1).lower()] = match.group(2)
+    return options
 
 
 def _split_top_level(text: str) -> list[str]:

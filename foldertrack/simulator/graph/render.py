@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import re
 from typing import Any
 
 from foldertrack.simulator import ids as ews_ids
@@ -177,6 +178,38 @@ def message(
         if name != "id":
             out[name] = values[name]()
     return out
+
+
+#: ``{"String 0x001A"}``-style ids of the MAPI properties the simulator can answer (``type``, ``tag``)
+_PROPERTY_ID = re.compile(r"^\s*(\w+)\s+0x([0-9a-f]{1,4})\s*$", re.IGNORECASE)
+_ID_EQ = re.compile(r"^\s*id\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
+
+
+def extended_property_ids(filter_text: str | None) -> list[tuple[str, int]]:
+    """The ``(type, proptag)`` pairs of ``$expand=singleValueExtendedProperties($filter=id eq '…' or …)``:
+    Graph only expands extended properties by id (a filter is required)."""
+    if not filter_text:
+        raise errors.bad_request("singleValueExtendedProperties can only be expanded with a $filter on id.")
+    out = []
+    for clause in re.split(r"\s+or\s+", filter_text.strip(), flags=re.IGNORECASE):
+        eq, prop = _ID_EQ.match(clause), None
+        if eq is not None:
+            prop = _PROPERTY_ID.match(eq.group(1))
+        if prop is None:
+            raise errors.bad_request(f"Invalid filter clause '{clause.strip()}'.")
+        out.append((prop.group(1).lower(), int(prop.group(2), 16)))
+    return out
+
+
+def extended_properties(item: Item, wanted: list[tuple[str, int]]) -> list[dict[str, str]]:
+    """``singleValueLegacyExtendedProperty`` values of ``item`` (only PidTagMessageClass, ``String 0x001A``,
+    is known here); Graph names them in lower-case hex (``String 0x1a``) and leaves out the unset ones."""
+    known = {("string", 0x001A): item.item_class}
+    return [
+        {"id": f"{kind.capitalize()} 0x{tag:x}", "value": known[(kind, tag)]}
+        for kind, tag in wanted
+        if (kind, tag) in known
+    ]
 
 
 def ids_folder(item: Item) -> str:

@@ -40,6 +40,13 @@ MESSAGE_SELECT = (
     "categories",
 )
 ATTACHMENT_SELECT = ("id", "name", "contentType", "size", "isInline")
+#: PidTagMessageClass: a mail folder may hold contacts, appointments, tasks… which Graph lists as messages;
+#: only the item class tells them apart (https://learn.microsoft.com/graph/api/resources/extended-properties-overview)
+MESSAGE_CLASS_PROPERTY = "String 0x001A"
+MESSAGE_EXPAND = (
+    f"attachments($select={','.join(ATTACHMENT_SELECT)}),"
+    f"singleValueExtendedProperties($filter=id eq '{MESSAGE_CLASS_PROPERTY}')"
+)
 FILE_ATTACHMENT = "#microsoft.graph.fileAttachment"
 ITEM_ATTACHMENT = "#microsoft.graph.itemAttachment"
 
@@ -55,7 +62,7 @@ def fetch_message(client: GraphClient, mailbox: str, message_id: str) -> dict[st
         message_path(mailbox, message_id),
         params={
             "$select": ",".join(MESSAGE_SELECT),
-            "$expand": f"attachments($select={','.join(ATTACHMENT_SELECT)})",
+            "$expand": MESSAGE_EXPAND,
         },
     )
 
@@ -68,7 +75,7 @@ def fetch_messages(
     query = urlencode(
         {
             "$select": ",".join(MESSAGE_SELECT),
-            "$expand": f"attachments($select={','.join(ATTACHMENT_SELECT)})",
+            "$expand": MESSAGE_EXPAND,
         }
     )
     calls = [("GET", f"{message_path(mailbox, mid)}?{query}", None) for mid in message_ids]
@@ -76,6 +83,24 @@ def fetch_messages(
     for message_id, result in zip(message_ids, client.batch(mailbox, calls), strict=True):
         out[message_id] = result.body if result.error is None else result.error
     return out
+
+
+def message_class(message: dict[str, Any]) -> str:
+    """The item class (``IPM.Note``, ``IPM.Contact``…) from the expanded PidTagMessageClass; Graph names the
+    property ``String 0x1a`` in answers. Not there: a mail (``IPM.Note``)."""
+    for prop in message.get("singleValueExtendedProperties") or []:
+        kind, _, tag = str(prop.get("id") or "").strip().partition(" ")
+        try:
+            if kind.lower() == "string" and int(tag, 16) == 0x001A and prop.get("value"):
+                return str(prop["value"])
+        except ValueError:
+            continue
+    return "IPM.Note"
+
+
+def is_mail(message: dict[str, Any]) -> bool:
+    """Only mails are tracked (as with EWS: the item class is ``IPM.Note`` or one of its subclasses)."""
+    return message_class(message).upper().startswith("IPM.NOTE")
 
 
 def fetch_attachment_content(client: GraphClient, mailbox: str, message_id: str, attachment_id: str) -> bytes:

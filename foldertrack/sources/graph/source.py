@@ -183,12 +183,7 @@ class GraphSource(MailSource):
         if not wanted:
             return out
         mailbox = target.mailbox
-        query = urlencode(
-            {
-                "$select": ",".join(FETCH_SELECT),
-                "$expand": f"attachments($select={','.join(items.ATTACHMENT_SELECT)})",
-            }
-        )
+        query = urlencode({"$select": ",".join(FETCH_SELECT), "$expand": items.MESSAGE_EXPAND})
         calls = [("GET", f"{items.message_path(mailbox, i)}?{query}", None) for i in wanted]
         for item_id, answer in zip(wanted, self.client.batch(mailbox, calls), strict=True):
             if answer.error is not None:
@@ -198,6 +193,15 @@ class GraphSource(MailSource):
                     raise answer.error  # throttled, server trouble: retry the folder, not the item
                 else:
                     out.failed.append((item_id, answer.error, None))
+                continue
+            if not items.is_mail(answer.body):
+                log.info(
+                    "%s %s: skipping item that is not a mail (item class %r is not a mail)",
+                    mailbox,
+                    target.path,
+                    items.message_class(answer.body),
+                )
+                out.skipped += 1
                 continue
             out.arrivals[item_id] = items.parse_time(answer.body.get("lastModifiedDateTime"))
             try:
