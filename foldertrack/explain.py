@@ -312,8 +312,8 @@ def locate(
     message_id: str | None = None,
     subject: str | None = None,
 ) -> list[Sighting]:
-    """Search the mailboxes' mail folders in Exchange (``reader``: an ``ExchangeReader``) and say, for each
-    copy found, whether it is tracked there and if not, why."""
+    """Search the mailboxes' mail folders in Exchange (``reader``: a ``MailboxReader``, EWS or Graph) and
+    say, for each copy found, whether it is tracked there and if not, why."""
     wanted = None
     if message_id is not None:
         text = normalise_message_id(message_id) or ""

@@ -16,6 +16,7 @@ from foldertrack.config import load_config
 from foldertrack.errors import ExchangeError, RuleError
 from foldertrack.explain import Sighting, Story, find_stories, locate, mailboxes_of
 from foldertrack.inspect.conflicts import list_conflicts
+from foldertrack.inspect.reader import connection_problems
 from foldertrack.rules import RuleSet, load_rules
 
 EXIT_NOT_FOUND = 1
@@ -82,7 +83,7 @@ def _search_exchange(
     engine: Engine, config_path: str | None, message_id: str | None, subject: str | None, mailbox: str | None
 ) -> tuple[list[Sighting], list[str]]:
     config = load_config(config_path, required=False)
-    problems = config.exchange.connection_problems()
+    problems = connection_problems(config)
     if problems:
         return [], [f"Exchange not searched ({problems[0]}); --offline silences this"]
     try:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from foldertrack.cli.db_options import missing_sqlite_file, open_command_database, resolve_database_url
 from foldertrack.config import Config, load_config
 from foldertrack.errors import FoldertrackError
-from foldertrack.inspect.exchange import ExchangeReader
+from foldertrack.inspect.reader import MailboxReader, open_reader
 from foldertrack.rules import RuleSet, load_rules
 from foldertrack.state.database import mask_url
 from foldertrack.state.records import RecordDirectory
@@ -48,9 +48,9 @@ def rules_from(config: Config, directory: Path | None) -> RuleSet:
 
 
 @contextmanager
-def exchange_reader(config: Config) -> Iterator[ExchangeReader]:
-    """A read-only reader over the configured connection; ConfigError when it is incomplete."""
-    reader = ExchangeReader.from_config(config)
+def exchange_reader(config: Config) -> Iterator[MailboxReader]:
+    """A read-only reader over the configured source (EWS or Graph); ConfigError when it is incomplete."""
+    reader = open_reader(config)
     try:
         yield reader
     finally:

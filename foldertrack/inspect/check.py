@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from foldertrack.errors import ExchangeError
-from foldertrack.inspect.exchange import ExchangeReader, Mailbox
+from foldertrack.inspect.exchange import Mailbox
 from foldertrack.inspect.folders import did_you_mean
+from foldertrack.inspect.reader import MailboxReader
 from foldertrack.model import RecordRef
 from foldertrack.rules.model import FolderRule, RecordLookup, RuleSet
 from foldertrack.state.records import RecordDirectory
@@ -49,7 +50,7 @@ class Finding:
 
 def check_online(
     rule_set: RuleSet,
-    reader: ExchangeReader,
+    reader: MailboxReader,
     directory: RecordDirectory | None,
     *,
     directory_problem: str | None = None,

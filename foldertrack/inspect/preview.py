@@ -2,7 +2,8 @@
 
 For each folder the rules resolve to: how many mails the first sync would take (all of them with
 ``backfill: true``, those received within ``backfill_since``, none with ``backfill: false``), the newest
-few subjects, and the regarding record. The counts come from ``FindItem``; nothing is fetched in full.
+few subjects, and the regarding record. The counts come from ``FindItem`` (Graph: a message list with
+``$count``); nothing is fetched in full.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from foldertrack.config import format_duration
-from foldertrack.inspect.exchange import ExchangeReader
 from foldertrack.inspect.folders import Resolution
+from foldertrack.inspect.reader import MailboxReader
 from foldertrack.model import RecordRef
 
 Progress = Callable[[int, int, str], None]
@@ -48,7 +49,7 @@ class FolderPreview:
 
 def preview(
     resolution: Resolution,
-    reader: ExchangeReader,
+    reader: MailboxReader,
     *,
     sample: int = 3,
     now: datetime | None = None,

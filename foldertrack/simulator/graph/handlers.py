@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from foldertrack.simulator.graph import delta, errors, render, translate
 from foldertrack.simulator.graph.ids import folder_rest_id
-from foldertrack.simulator.graph.query import Preferences, Query, parse_query
+from foldertrack.simulator.graph.query import Preferences, Query, message_filter, order_messages, parse_query
 from foldertrack.simulator.model import EwsError, Mailbox
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 DEFAULT_TOP = 10
 MAX_TOP = 1000
 LIST_OPTIONS = frozenset({"$select", "$top", "$skip", "$expand", "$orderby", "$count"})
+MESSAGE_LIST_OPTIONS = LIST_OPTIONS | {"$filter"}
 ITEM_OPTIONS = frozenset({"$select", "$expand"})
 DELTA_OPTIONS = frozenset({"$select", "$skiptoken", "$deltatoken", "$top"})
 
@@ -49,8 +50,14 @@ def _page(items: list[Any], query: Query, request: GraphRequest, path: str) -> t
     return page, f"{request.base}/users/{request.user}/{path}?{urlencode(params)}"
 
 
-def _collection(context: str, value: list[Any], next_link: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"@odata.context": context, "value": value}
+def _collection(
+    context: str, value: list[Any], next_link: str | None, count: int | None = None
+) -> dict[str, Any]:
+    """A collection page; ``count`` (``$count=true``): how many the whole collection holds."""
+    out: dict[str, Any] = {"@odata.context": context}
+    if count is not None:
+        out["@odata.count"] = count
+    out["value"] = value
     if next_link:
         out["@odata.nextLink"] = next_link
     return out
@@ -82,7 +89,7 @@ def folders(service: GraphService, mb: Mailbox, request: GraphRequest) -> Result
     select = render.resolve_select(query.select, render.FOLDER_PROPERTIES, "mailFolder")
     children = [render.folder(mb, child, select) for child in render.visible_children(mb, parent)]
     page, next_link = _page(children, query, request, path)
-    return 200, _collection(ctx, page, next_link), {}
+    return 200, _collection(ctx, page, next_link, len(children) if query.count else None), {}
 
 
 EXTENDED = "singlevalueextendedproperties"
@@ -140,15 +147,22 @@ def folder_messages(service: GraphService, mb: Mailbox, request: GraphRequest) -
         return 200, body, {}
     if len(segs) == 4:
         return message(service, mb, request, segs[3])
-    query = parse_query(request.params, LIST_OPTIONS)
+    query = parse_query(request.params, MESSAGE_LIST_OPTIONS)
     render.resolve_select(query.select, render.MESSAGE_PROPERTIES, "message")  # a bad name is a 400 even
     _expand_attachments(query)  # when the folder is empty
     _expand_extended(query)
-    items = sorted((mb.items[s] for s in folder.items), key=lambda i: i.received, reverse=True)
+    found = message_filter(query.filter, render.MESSAGE_PROPERTIES) if query.filter else None
+    items = [mb.items[s] for s in folder.items]
+    items = order_messages(
+        [i for i in items if found is None or found.matches(i)],
+        query.orderby,
+        render.MESSAGE_PROPERTIES,
+        found,
+    )
     page_items, next_link = _page(items, query, request, f"mailFolders/{segs[1]}/messages")
     value = [_message_json(service, item, query, request) for item in page_items]
     ctx = f"{request.base}/$metadata#users('{request.user}')/mailFolders('{folder_rest_id(folder)}')/messages"
-    return 200, _collection(ctx, value, next_link), {}
+    return 200, _collection(ctx, value, next_link, len(items) if query.count else None), {}
 
 
 def message(service: GraphService, mb: Mailbox, request: GraphRequest, ref: str) -> Result:
