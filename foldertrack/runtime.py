@@ -16,6 +16,7 @@ from foldertrack.exchange.connection import ExchangeConnector, ExchangeSettings
 from foldertrack.fleet import FleetOptions, guard_sessions
 from foldertrack.ops.logs import register_credentials
 from foldertrack.sinks.registry import load_sink
+from foldertrack.sources.ews import EwsSource
 from foldertrack.state.database import open_database
 from foldertrack.watch.daemon import Watcher, WatchOptions
 from foldertrack.watch.observer import WatchObserver
@@ -122,8 +123,9 @@ def build_watcher(config: Config, *, observer: WatchObserver | None = None, **ov
     sink = load_sink(config.sink.name, config, engine)
     streams = stream_count(config, options)
     connector = ExchangeConnector(settings, max_connections=pool_size(config, options, streams))
-    feedback = load_feedback(config, connector, engine, sink.name)
-    return Watcher(options, engine, connector, sink, observer=observer, feedback=feedback)
+    source = EwsSource(connector)  # one source for sync and the feedback categories
+    feedback = load_feedback(config, source, engine, sink.name)
+    return Watcher(options, engine, connector, sink, observer=observer, feedback=feedback, source=source)
 
 
 def _build_graph_watcher(config: Config, options: WatchOptions, observer: WatchObserver | None) -> Watcher:

@@ -1,16 +1,19 @@
 """Feedback in the mailbox: once the CRM confirms a mail (or delivery dead-letters it), the mail gets an
 Outlook category, so its owner sees on any client, a phone included, that it reached the CRM.
 
-The category goes on the mail's *current* item (the ledger's present rows for mailbox and key) with
-``UpdateItem`` and the ChangeKey just read, ``ConflictResolution="NeverOverwrite"``: the user's own
-categories are kept, and a change they made meanwhile makes the write fail instead of being overwritten,
-so the item is read again and the write retried once. An item that moved meanwhile is looked up again.
+The category goes on the mail's *current* item (the ledger's present rows for mailbox and key) through the
+watcher's own :class:`~foldertrack.sources.base.MailSource` (``set_categories``), whichever it is: EWS reads
+the categories and ChangeKey and writes with ``ConflictResolution="NeverOverwrite"`` (a change the user made
+meanwhile is read again, never overwritten); Graph reads and PATCHes the immutable id. The user's own
+categories are kept either way. An item gone meanwhile (:class:`~foldertrack.sources.base.ItemGone`) is
+looked up again in the ledger: it moved, or left the tracked folders and is skipped.
 
-The change it causes cannot re-trigger tracking: ``SyncFolderItems`` reports it as an ``Update``, and sync
-acts only on creates and deletes. Feedback never raises into the delivery worker (it only enqueues; the
-EWS calls run on a thread of its own): failures are logged with their context and counted. A service account with only read rights on a mailbox (``ErrorAccessDenied``)
-turns feedback off for that mailbox, in this process and in ``mailbox_feedback`` (shown by ``status``);
-the next process start tries again, and the first success turns it back on.
+The change it causes cannot re-trigger tracking: the source reports it as an update, and sync acts only on
+creates and deletes. Feedback never raises into the delivery worker (it only enqueues; the source calls run
+on a thread of its own): failures are logged with their context and counted. A service account with only
+read rights on a mailbox (:class:`~foldertrack.sources.base.WriteBackDenied`) turns feedback off for that
+mailbox, in this process and in ``mailbox_feedback`` (shown by ``status``); the next process start tries
+again, and the first success turns it back on.
 """
 
 from __future__ import annotations
@@ -21,18 +24,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from exchangelib.errors import (
-    ErrorAccessDenied,
-    ErrorChangeKeyRequired,
-    ErrorChangeKeyRequiredForWriteOperations,
-    ErrorInvalidChangeKey,
-    ErrorIrresolvableConflict,
-    ErrorItemNotFound,
-    ErrorStaleObject,
-)
-from exchangelib.fields import FieldPath
-from exchangelib.items import ID_ONLY, NEVER_OVERWRITE, Message
-from exchangelib.services import GetItem
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import Row
 
@@ -40,6 +31,7 @@ from foldertrack.delivery import feedback_store
 from foldertrack.delivery.feedback_queue import RetryQueue
 from foldertrack.delivery.feedback_store import STORED_COUNTS, feedback_rows
 from foldertrack.retry import Backoff, describe, is_transient, server_back_off
+from foldertrack.sources.base import ItemGone, MailSource, WriteBackDenied
 from foldertrack.state.schema import ledger
 from foldertrack.state.watch_store import WriterBusy
 
@@ -49,15 +41,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CATEGORY = "Tracked to CRM"
 DEFAULT_FAILED_CATEGORY = "Tracking failed"
-#: the write raced a change (or lacked a key): read the item again and retry once
-_STALE = (
-    ErrorIrresolvableConflict,
-    ErrorChangeKeyRequiredForWriteOperations,
-    ErrorChangeKeyRequired,
-    ErrorInvalidChangeKey,
-    ErrorStaleObject,
-)
-_CATEGORIES = frozenset({FieldPath(field=Message.get_field_by_fieldname("categories"))})
 
 
 @dataclass
@@ -71,19 +54,16 @@ class _Request:
     seq: int = field(default=0, compare=False)  # a later request for the same mail supersedes this one
 
 
-class ItemGone(Exception):
-    """The item id no longer exists (moved or deleted since the ledger saw it)."""
-
-
 class MailboxFeedback:
     """Sets ``delivery.feedback_category`` / ``delivery.failed_category`` on tracked mails.
 
-    Built by the daemon from its ``ExchangeConnector``, the state engine and the loaded ``Config``
-    (``config.delivery``). ``confirmed``/``failed`` only queue the request, so a delivery worker never waits
-    for Exchange; one thread of its own does the EWS calls in order. A transient failure (throttling, a
-    dropped connection) is tried again after the :class:`~foldertrack.retry.Backoff` delay (or the server's
-    ``BackOffMilliseconds``), up to :attr:`max_attempts`, unless a newer mark of the same mail came
-    meanwhile. ``counts`` is for metrics and tests.
+    Built from the watcher's ``MailSource`` (:func:`foldertrack.delivery.wiring.load_feedback`), the state
+    engine and the loaded ``Config`` (``config.delivery``). ``confirmed``/``failed`` only queue the request,
+    so a delivery worker never waits for Exchange; one thread of its own calls the source in order. A
+    transient failure (throttling, a dropped connection) is tried again after the
+    :class:`~foldertrack.retry.Backoff` delay (or the server's ``BackOffMilliseconds``), up to
+    :attr:`max_attempts`, unless a newer mark of the same mail came meanwhile. ``counts`` is for metrics and
+    tests.
     """
 
     #: attempts of one request that keeps failing for a transient reason (throttling, a dropped connection)
@@ -91,7 +71,7 @@ class MailboxFeedback:
 
     def __init__(
         self,
-        connector: Any,
+        source: MailSource,
         engine: Engine,
         config: Any = None,
         *,
@@ -100,7 +80,7 @@ class MailboxFeedback:
         backoff: Backoff | None = None,
     ) -> None:
         delivery = getattr(config, "delivery", None)
-        self.connector = connector
+        self.source = source
         self.engine = engine
         self.category = category or getattr(delivery, "feedback_category", DEFAULT_CATEGORY)
         self.failed_category = failed_category or getattr(
@@ -171,8 +151,8 @@ class MailboxFeedback:
             return None
         try:
             outcome = self._apply(request)
-        except ErrorAccessDenied as error:
-            self._disable(mailbox, describe(error))
+        except WriteBackDenied as error:
+            self._disable(mailbox, error.reason)
             return None
         except Exception as error:  # counted and logged, never raised
             request.attempts += 1
@@ -200,19 +180,12 @@ class MailboxFeedback:
         if not rows:
             log.info("%s %s: no tracked copy of the mail any more; category not set", mailbox, key)
             return "missing"
-        account = (
-            self.connector.account(mailbox) if hasattr(self.connector, "account") else None
-        )  # None: Graph
         outcomes: set[str] = set()
         for row in rows:
             item_id = row.item_id
             for attempt in (1, 2):
                 try:
-                    changed = (
-                        self._categorise(account, item_id, request.add, request.remove)
-                        if account is not None
-                        else self._write_back(mailbox, item_id, request.add, request.remove)
-                    )
+                    changed = self.source.set_categories(mailbox, item_id, request.add, request.remove)
                     outcomes.add("set" if changed else "already")
                     break
                 except ItemGone:
@@ -221,47 +194,7 @@ class MailboxFeedback:
                         log.info("%s %s: the mail moved on; category not set", mailbox, key)
                         break
                     item_id = moved
-                except _STALE as error:
-                    if attempt == 2:
-                        raise
-                    log.debug("%s %s: %s; reading the item again", mailbox, key, type(error).__name__)
         return "set" if "set" in outcomes else "already" if outcomes else "missing"
-
-    def _categorise(self, account: Any, item_id: str, add: str, remove: str) -> bool:
-        """Read the item's categories and ChangeKey, write the new list; False when nothing changes."""
-        [item] = list(
-            GetItem(account=account).call(
-                items=[(item_id, None)], additional_fields=_CATEGORIES, shape=ID_ONLY
-            )
-        )
-        if isinstance(item, ErrorItemNotFound):
-            raise ItemGone(item_id)
-        if isinstance(item, Exception):
-            raise item
-        current = list(item.categories or [])
-        wanted = [c for c in current if c.casefold() != remove.casefold()]
-        if not any(c.casefold() == add.casefold() for c in wanted):
-            wanted.append(add)
-        if wanted == current:
-            return False
-        item.account = account
-        item.categories = wanted
-        try:
-            item.save(update_fields=["categories"], conflict_resolution=NEVER_OVERWRITE)
-        except ErrorItemNotFound:
-            raise ItemGone(item_id) from None
-        return True
-
-    def _write_back(self, mailbox: str, item_id: str, add: str, remove: str) -> bool:
-        """The source's own category write-back (Graph: ``PATCH`` on the immutable id, which a move keeps)."""
-        from foldertrack.sources.graph.errors import GraphAuthError, GraphNotFound
-
-        try:
-            return bool(self.connector.set_categories(mailbox, item_id, add, remove))
-        except GraphNotFound:
-            raise ItemGone(item_id) from None
-        except GraphAuthError as error:  # Mail.Read only, or scoped out: feedback off for the mailbox
-            raise ErrorAccessDenied(str(error)) from None
 
     def _present(self, mailbox: str, key: str) -> list[Row]:
         with self.engine.connect() as conn:

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from foldertrack.delivery.service import DeliveryOptions
+from foldertrack.sources.base import MailSource
 
 log = logging.getLogger("foldertrack.delivery")
 
@@ -18,9 +19,9 @@ def delivery_options(config: Any) -> DeliveryOptions:
     return DeliveryOptions(**{n: getattr(section, n, getattr(defaults, n)) for n in names})
 
 
-def load_feedback(config: Any, connector: Any, engine: Any, sink_name: str) -> Any:
-    """The mailbox feedback for an external sink, or None: the ``sql`` sink, ``delivery.feedback = false``,
-    or no feedback module installed."""
+def load_feedback(config: Any, source: MailSource, engine: Any, sink_name: str) -> Any:
+    """The mailbox feedback for an external sink, writing through ``source`` (the watcher's own, EWS or
+    Graph), or None: the ``sql`` sink, ``delivery.feedback = false``, or no feedback module installed."""
     if sink_name == "sql" or not getattr(getattr(config, "delivery", None), "feedback", False):
         return None
     try:
@@ -28,4 +29,4 @@ def load_feedback(config: Any, connector: Any, engine: Any, sink_name: str) -> A
     except ImportError as exc:
         log.info("mailbox feedback unavailable: %s", exc)
         return None
-    return MailboxFeedback(connector, engine, config)
+    return MailboxFeedback(source, engine, config)

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import Engine
 
+from foldertrack.errors import ExchangeError
 from foldertrack.exchange.hierarchy import FolderTree
 from foldertrack.model import Activity, RecordRef
 from foldertrack.targets import Target
@@ -28,6 +29,26 @@ class CursorInvalid(Exception):
 
 class FolderMissing(Exception):
     """The folder no longer exists in the mailbox."""
+
+
+class ItemGone(ExchangeError):
+    """Write-back: the item id no longer exists (moved or deleted since the ledger saw it).
+    EWS ``ErrorItemNotFound``, Graph 404."""
+
+    def __init__(self, item_id: str):
+        super().__init__(f"item {item_id} no longer exists")
+        self.item_id = item_id
+
+
+class WriteBackDenied(ExchangeError):
+    """Write-back: the service account may read the mailbox but not change its mails (EWS
+    ``ErrorAccessDenied``, Graph 403: ``Mail.Read`` only, or scoped out). ``reason`` is the server's own
+    code and message, for ``status``."""
+
+    def __init__(self, mailbox: str, reason: str):
+        super().__init__(reason)
+        self.mailbox = mailbox
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -104,8 +125,10 @@ class MailSource(ABC):
         return set()
 
     def set_categories(self, mailbox: str, item_id: str, add: str | None, remove: str | None) -> bool:
-        """Add and/or remove an Outlook category on the item (feedback); False when nothing changed.
-        Sources without write-back raise ``NotImplementedError``."""
+        """Add ``add`` (unless present) and remove ``remove`` (case-insensitively) among the item's Outlook
+        categories, keeping the others; write nothing when that changes nothing (then False). Raises
+        :class:`ItemGone` or :class:`WriteBackDenied`; other failures as the source raises them (transient
+        ones are retried by the caller). Sources without write-back raise ``NotImplementedError``."""
         raise NotImplementedError(f"the {self.name} source cannot write categories")
 
     def close(self) -> None:  # noqa: B027 - optional hook, most sources hold nothing to release

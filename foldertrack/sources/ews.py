@@ -1,5 +1,6 @@
 """The EWS source: SyncFolderHierarchy for the tree, SyncFolderItems for a folder's changes, GetItem in
-batches (bisecting a batch a bad item breaks, :mod:`foldertrack.exchange.items`) for the activities.
+batches (bisecting a batch a bad item breaks, :mod:`foldertrack.exchange.items`) for the activities, and
+GetItem + UpdateItem (``NeverOverwrite``) for the feedback category.
 
 The code is what :mod:`foldertrack.sync` did inline before the source interface; behaviour is unchanged.
 https://learn.microsoft.com/exchange/client-developer/web-service-reference/syncfolderitems
@@ -10,12 +11,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from exchangelib import Message
-from exchangelib.errors import ErrorFolderNotFound, ErrorInvalidSyncStateData, ErrorItemNotFound
+from exchangelib import Account, Message
+from exchangelib.errors import (
+    ErrorAccessDenied,
+    ErrorChangeKeyRequired,
+    ErrorChangeKeyRequiredForWriteOperations,
+    ErrorFolderNotFound,
+    ErrorInvalidChangeKey,
+    ErrorInvalidSyncStateData,
+    ErrorIrresolvableConflict,
+    ErrorItemNotFound,
+    ErrorStaleObject,
+)
 from exchangelib.fields import FieldPath
-from exchangelib.items import ID_ONLY
+from exchangelib.items import ID_ONLY, NEVER_OVERWRITE
 from exchangelib.properties import FolderId
-from exchangelib.services import SyncFolderItems
+from exchangelib.services import GetItem, SyncFolderItems
 from sqlalchemy import Engine
 
 from foldertrack import copies
@@ -25,12 +36,30 @@ from foldertrack.exchange.convert import NotAMail, plain_datetime, to_activity
 from foldertrack.exchange.hierarchy import FolderTree, load_tree
 from foldertrack.exchange.items import counts_against_item, fetch_items
 from foldertrack.model import Activity, RecordRef
-from foldertrack.sources.base import ChangePage, CursorInvalid, FetchResult, FolderMissing, MailSource
+from foldertrack.retry import describe
+from foldertrack.sources.base import (
+    ChangePage,
+    CursorInvalid,
+    FetchResult,
+    FolderMissing,
+    ItemGone,
+    MailSource,
+    WriteBackDenied,
+)
 from foldertrack.targets import Target
 
 log = logging.getLogger("foldertrack.sync")
 
 _RECEIVED = frozenset({FieldPath(field=Message.get_field_by_fieldname("datetime_received"))})
+_CATEGORIES = frozenset({FieldPath(field=Message.get_field_by_fieldname("categories"))})
+#: the category write raced a change (or lacked a key): read the item again and write once more
+_STALE = (
+    ErrorIrresolvableConflict,
+    ErrorChangeKeyRequiredForWriteOperations,
+    ErrorChangeKeyRequired,
+    ErrorInvalidChangeKey,
+    ErrorStaleObject,
+)
 
 
 class EwsSource(MailSource):
@@ -122,5 +151,41 @@ class EwsSource(MailSource):
         account = self.connector.account(target.mailbox)
         return copies.stale_copies(engine, target, account, departed)
 
+    def set_categories(self, mailbox: str, item_id: str, add: str | None, remove: str | None) -> bool:
+        """GetItem (categories and ChangeKey), then UpdateItem with ``ConflictResolution="NeverOverwrite"``:
+        a change the owner made since the read refuses the write instead of being overwritten, so the item is
+        read and written once more.
+        https://learn.microsoft.com/exchange/client-developer/web-service-reference/updateitem-operation"""
+        account = self.connector.account(mailbox)
+        try:
+            try:
+                return _write_categories(account, item_id, add, remove)
+            except _STALE as error:
+                log.debug("%s %s: %s; reading the item again", mailbox, item_id, type(error).__name__)
+                return _write_categories(account, item_id, add, remove)
+        except ErrorItemNotFound:
+            raise ItemGone(item_id) from None
+        except ErrorAccessDenied as error:
+            raise WriteBackDenied(mailbox, describe(error)) from error
+
     def close(self) -> None:
         self.connector.close()
+
+
+def _write_categories(account: Account, item_id: str, add: str | None, remove: str | None) -> bool:
+    """One read and (when anything changes) one write of the item's categories."""
+    [item] = list(
+        GetItem(account=account).call(items=[(item_id, None)], additional_fields=_CATEGORIES, shape=ID_ONLY)
+    )
+    if isinstance(item, Exception):
+        raise item  # ErrorItemNotFound, ErrorAccessDenied, ...
+    current = list(item.categories or [])
+    wanted = [c for c in current if remove is None or c.casefold() != remove.casefold()]
+    if add is not None and not any(c.casefold() == add.casefold() for c in wanted):
+        wanted.append(add)
+    if wanted == current:
+        return False
+    item.account = account
+    item.categories = wanted
+    item.save(update_fields=["categories"], conflict_resolution=NEVER_OVERWRITE)
+    return True

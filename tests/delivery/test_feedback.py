@@ -17,6 +17,7 @@ from foldertrack.exchange.connection import ExchangeConnector, ExchangeSettings
 from foldertrack.ops.status import collect_status
 from foldertrack.retry import Backoff
 from foldertrack.simulator import MailSpec
+from foldertrack.sources.ews import EwsSource
 from foldertrack.state import watch_store as store
 from foldertrack.state.schema import activities, dead_letters, ledger
 from foldertrack.testing.harness import SERVICE_ACCOUNT, SERVICE_PASSWORD, Harness, options_for_tests
@@ -34,11 +35,12 @@ mailboxes:
 RECORDS = "type,id,name,number,emails\naccount,acc-contoso,Contoso,,\naccount,acc-fabrikam,Fabrikam,,\n"
 
 
-def connector_for(h: Harness) -> ExchangeConnector:
+def source_for(h: Harness) -> EwsSource:
+    """The EWS source feedback writes through (the watcher's own in production)."""
     settings = ExchangeSettings(
         endpoint=h.sim.url, auth="basic", username=SERVICE_ACCOUNT, password=SERVICE_PASSWORD
     )
-    return ExchangeConnector(settings, max_connections=4)
+    return EwsSource(ExchangeConnector(settings, max_connections=4))
 
 
 @pytest.fixture
@@ -57,13 +59,13 @@ def world(simulator_factory, tmp_path):
         mailbox.move_item(item, CONTOSO)
         h.wait_tracked("Quote", regarding_id="acc-contoso")
         h.settle()
-        connector = connector_for(h)
-        feedback = MailboxFeedback(connector, h.engine, backoff=Backoff(initial=0.01, maximum=0.05))
+        source = source_for(h)
+        feedback = MailboxFeedback(source, h.engine, backoff=Backoff(initial=0.01, maximum=0.05))
         try:
             yield h, mailbox, feedback
         finally:
             feedback.close()
-            connector.close()
+            source.close()
 
 
 class UpdatesSeen:
@@ -231,14 +233,14 @@ def test_read_only_rights_turn_feedback_off_for_the_mailbox_and_say_so(world):
 
     # rights granted; the next process tries again and says feedback works
     h.sim.store.read_only.discard(ALICE)
-    connector = connector_for(h)
-    again = MailboxFeedback(connector, h.engine)
+    source = source_for(h)
+    again = MailboxFeedback(source, h.engine)
     try:
         again.confirmed(ALICE, key)
         assert again.wait_idle()
     finally:
         again.close()
-        connector.close()
+        source.close()
     assert categories(mailbox) == ("Red", "Tracked to CRM")
     row = counts_row(h)
     assert row.available and row.reason is None
@@ -273,8 +275,8 @@ def test_throttling_waits_for_the_servers_back_off_and_then_marks(world):
 def test_a_retry_never_undoes_a_newer_mark_of_the_same_mail(world):
     h, mailbox, _ = world
     h.stop_watcher()
-    connector = connector_for(h)
-    slow = MailboxFeedback(connector, h.engine, backoff=Backoff(initial=2.0, maximum=2.0))
+    source = source_for(h)
+    slow = MailboxFeedback(source, h.engine, backoff=Backoff(initial=2.0, maximum=2.0))
     try:
         key = key_of(h, "Quote")
         h.sim.faults.http_error(503, requests=1)
@@ -284,7 +286,7 @@ def test_a_retry_never_undoes_a_newer_mark_of_the_same_mail(world):
         assert slow.wait_idle()
     finally:
         slow.close()
-        connector.close()
+        source.close()
     assert categories(mailbox) == ("Red", "Tracking failed")
     assert slow.counts["failed"] == 1 and slow.counts["skipped"] == 1 and not slow.counts["confirmed"]
 

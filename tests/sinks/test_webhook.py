@@ -415,6 +415,7 @@ mailboxes:
 def start_watcher_with(h, sink, feedback_factory=None):
     """The harness's watcher, but with ``sink`` fed by the outbox (and mailbox feedback if given)."""
     from foldertrack.exchange.connection import ExchangeConnector, ExchangeSettings
+    from foldertrack.sources.ews import EwsSource
     from foldertrack.testing.harness import SERVICE_ACCOUNT, SERVICE_PASSWORD
     from foldertrack.watch.daemon import Watcher, WatchOptions
 
@@ -423,8 +424,9 @@ def start_watcher_with(h, sink, feedback_factory=None):
         endpoint=h.sim.url, auth="basic", username=SERVICE_ACCOUNT, password=SERVICE_PASSWORD
     )
     connector = ExchangeConnector(settings, max_connections=options.workers + 8)
-    feedback = feedback_factory(connector, h.engine) if feedback_factory else None
-    h.watcher = Watcher(options, h.engine, connector, sink, feedback=feedback)
+    source = EwsSource(connector)  # feedback writes through the watcher's own source
+    feedback = feedback_factory(source, h.engine) if feedback_factory else None
+    h.watcher = Watcher(options, h.engine, connector, sink, feedback=feedback, source=source)
     h.watcher.start()
     assert h.watcher.ready.wait(20), "watcher did not become ready"
     return h.watcher

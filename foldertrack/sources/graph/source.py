@@ -29,12 +29,15 @@ from foldertrack.sources.base import (
     CursorInvalid,
     FetchResult,
     FolderMissing,
+    ItemGone,
     MailSource,
+    WriteBackDenied,
 )
 from foldertrack.sources.graph import items
 from foldertrack.sources.graph.client import GraphClient
 from foldertrack.sources.graph.delta import DEFAULT_PAGE_SIZE, folder_delta, message_delta, user_path
 from foldertrack.sources.graph.errors import (
+    GraphAuthError,
     GraphNotFound,
     GraphSyncStateNotFound,
     GraphTransientError,
@@ -280,17 +283,25 @@ class GraphSource(MailSource):
     # -- write-back ------------------------------------------------------------------------------------------
 
     def set_categories(self, mailbox: str, item_id: str, add: str | None, remove: str | None) -> bool:
-        """Read the message's categories, write the new list with one PATCH (nothing when unchanged)."""
+        """Read the message's categories, write the new list with one PATCH (nothing when unchanged).
+        404 → :class:`ItemGone`; 403 (``Mail.Read`` only, or scoped out) → :class:`WriteBackDenied`."""
         path = items.message_path(mailbox, item_id)
-        current = list(
-            self.client.get(mailbox, path, params={"$select": "categories"}).get("categories") or []
-        )
-        wanted = [c for c in current if remove is None or c.casefold() != remove.casefold()]
-        if add is not None and all(c.casefold() != add.casefold() for c in wanted):
-            wanted.append(add)
-        if wanted == current:
-            return False
-        items.set_categories(self.client, mailbox, item_id, wanted)
+        try:
+            current = list(
+                self.client.get(mailbox, path, params={"$select": "categories"}).get("categories") or []
+            )
+            wanted = [c for c in current if remove is None or c.casefold() != remove.casefold()]
+            if add is not None and all(c.casefold() != add.casefold() for c in wanted):
+                wanted.append(add)
+            if wanted == current:
+                return False
+            items.set_categories(self.client, mailbox, item_id, wanted)
+        except GraphNotFound:
+            raise ItemGone(item_id) from None
+        except GraphAuthError as error:
+            if error.status != 403:
+                raise  # no usable token (401): not about this mailbox's rights
+            raise WriteBackDenied(mailbox, f"{error.code or 'HTTP 403'}: {error}") from error
         return True
 
     def close(self) -> None:
