@@ -303,8 +303,13 @@ def test_foldertrack_run_with_exchange_unreachable_says_so(sqlite_url, tmp_path)
         text = fetch(url + "/metrics")[1]
         assert "foldertrack_ready 1.0" in text and "foldertrack_healthy 0.0" in text
         assert 'code="connection_refused"' in text and 'code="ErrorTimeoutExpired"' not in text
-        out = run_status(sqlite_url)
-        assert "mode        error" in out and f"connection refused (127.0.0.1:{exchange_port})" in out
+        # status reads the database, which the watcher's timer brings up to date a moment after /healthz
+        def status_in_error() -> str | None:
+            out = run_status(sqlite_url)
+            return out if "mode        error" in out else None
+
+        out = wait_until(status_in_error, 10, "status showing the mailbox in error")
+        assert f"connection refused (127.0.0.1:{exchange_port})" in out
         assert proc.terminate() == 0
     finally:
         proc.close()
