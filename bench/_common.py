@@ -192,6 +192,12 @@ class SimDriver:
     def fault(self, action: str, *args: Any, **kwargs: Any) -> Any:
         return getattr(self.sim.faults, action)(*args, **kwargs)
 
+    def graph_app(self) -> tuple[str, str]:
+        """Register the demo app for Graph; (HTTPS base URL, CA file) (bench/_graph.py)."""
+        from _graph import register_app
+
+        return register_app(self.sim)
+
     def stats(self) -> dict[str, Any]:
         return self.sim.stats.snapshot()
 

@@ -460,3 +460,22 @@ watcher_warnings = Table(
 # the number of items Exchange reported in the folder when its first sync (backfill) began, for the
 # "done/total" progress `status` shows while it runs (0007, foldertrack.watch.backfill)
 tracked_folders.append_column(Column("backfill_total", Integer, nullable=True))
+
+graph_subscriptions = Table(
+    "graph_subscriptions",
+    metadata,
+    # a Graph change-notification subscription this watcher made (one per tracked folder), so a restart
+    # (even after kill -9) or a new lease holder reuses or deletes it instead of leaking it at Microsoft
+    # until it expires; the clientState secret is only stored as an HMAC-SHA256 keyed by the subscription
+    # id (0008, foldertrack.watch.graph_push)
+    Column("id", String(128), primary_key=True),  # Graph's subscription id (a GUID)
+    Column("mailbox", String(MAILBOX_LEN), nullable=False),
+    Column("folder_id", String(FOLDER_ID_LEN), nullable=False),
+    Column("resource", Text, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("client_state_hash", String(64), nullable=False),  # hex HMAC-SHA256(key=id, clientState)
+    Column("instance", String(NAME_LEN), nullable=False),  # watch.instance of the watcher that owns it
+    _created(),
+    _updated(),
+    UniqueConstraint("mailbox", "folder_id"),
+)

@@ -78,9 +78,7 @@ class ResolvingMixin:
                 t.path,
                 t.rule_source,
                 None if t.via == "rule" else t.configured_path,
-                "stale_path"
-                if not same_path(t.path, t.configured_path) and t.via == "rule"
-                else "active",
+                "stale_path" if not same_path(t.path, t.configured_path) and t.via == "rule" else "active",
             )
             for t in targets
         ]
@@ -132,6 +130,8 @@ class ResolvingMixin:
 
     def _retire_mailbox(self, state: MailboxState) -> None:
         self._drop_subscription(state)
+        if getattr(self, "push", None) is not None:  # Graph change notifications (watch/graph_push.py)
+            self.push.drop(state.mailbox)
         with store.writing(self.engine) as conn:
             store.apply_plan(conn, state.mailbox, [])
         with self._lock:

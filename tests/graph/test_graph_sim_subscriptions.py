@@ -159,3 +159,29 @@ def test_dropped_notifications_and_expired_subscriptions(graph, receiver):
     assert len(got.changes) == 1 and graph.sim.graph.faults.dropped_notifications == 1
     assert graph.sim.graph.expire_subscriptions() == 1
     assert session.get(f"{graph.base}/subscriptions/{sub['id']}").status_code == 404
+
+
+def test_unknown_subscription_ids_are_resource_not_found(graph, receiver):
+    """GET, PATCH, DELETE and reauthorize of an id Graph does not know (never made, deleted, expired) all
+    answer 404 ``ResourceNotFound``; a renewal past 10,080 minutes is refused and leaves the expiry alone."""
+    _, listener = receiver
+    session = graph.session()
+    sub = _subscribe(graph, session, listener).json()
+    too_far = session.patch(
+        f"{graph.base}/subscriptions/{sub['id']}", json={"expirationDateTime": _expiry(10100)}
+    )
+    assert too_far.status_code == 400 and "10080 minutes" in too_far.json()["error"]["message"]
+    assert (
+        session.get(f"{graph.base}/subscriptions/{sub['id']}").json()["expirationDateTime"]
+        == sub["expirationDateTime"]
+    )
+    assert session.delete(f"{graph.base}/subscriptions/{sub['id']}").status_code == 204
+    for sub_id in (sub["id"], "5b2d9bd0-1a0c-4b9e-9a3e-000000000000"):
+        url = f"{graph.base}/subscriptions/{sub_id}"
+        for answer in (
+            session.get(url),
+            session.patch(url, json={"expirationDateTime": _expiry()}),
+            session.delete(url),
+            session.post(f"{url}/reauthorize"),
+        ):
+            assert answer.status_code == 404 and answer.json()["error"]["code"] == "ResourceNotFound"

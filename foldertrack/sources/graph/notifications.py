@@ -5,8 +5,11 @@ https://learn.microsoft.com/graph/change-notifications-delivery-webhooks. Graph 
 (``text/plain``, 200) within 10 s and a 2xx for notifications within 3 s, so the handler never does
 work itself: ``on_change(subscription_id, change_type, message_id)`` and
 ``on_lifecycle(subscription_id, event)`` must only enqueue (a notification is a trigger for a delta
-catch-up, nothing more). A notification whose ``clientState`` is not the expected secret is dropped and
-counted. The listener speaks plain HTTP on a local port; TLS is terminated by the public proxy.
+catch-up, nothing more). ``client_state`` is the expected secret, or a check
+``(subscription id, clientState) -> True | False | None`` (None: a subscription we do not know, e.g. one a
+previous process made: acknowledged, ignored, logged once). A notification whose ``clientState`` does not
+match is dropped and counted. The listener speaks plain HTTP on a local port; TLS is terminated by the
+public proxy.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from urllib.parse import parse_qsl, urlsplit
 log = logging.getLogger(__name__)
 
 MAX_BODY = 4 * 1024 * 1024
+MAX_UNKNOWN_LOGGED = 1000  # subscription ids remembered so an unknown one is logged once
 ChangeHandler = Callable[[str, str, str], None]
 LifecycleHandler = Callable[[str, str], None]
+StateCheck = Callable[[str, str], "bool | None"]  # (subscription id, clientState) -> ok, wrong, unknown
 
 
 class NotificationListener:
@@ -35,7 +40,7 @@ class NotificationListener:
 
     def __init__(
         self,
-        client_state: str,
+        client_state: str | StateCheck,
         on_change: ChangeHandler,
         on_lifecycle: LifecycleHandler,
         host: str = "127.0.0.1",
@@ -45,10 +50,16 @@ class NotificationListener:
         self.on_change = on_change
         self.on_lifecycle = on_lifecycle
         self.rejected = 0
+        self.unknown = 0  # notifications of subscriptions we do not know (acknowledged, ignored)
+        self._unknown_ids: set[str] = set()
         self.validations = 0
         self._server = _Server((host, port), _Handler)
         self._server.listener = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
 
     @property
     def url(self) -> str:
@@ -80,12 +91,15 @@ class NotificationListener:
         for entry in values if isinstance(values, list) else []:
             if not isinstance(entry, dict):
                 continue
-            state = entry.get("clientState")
-            if not isinstance(state, str) or not hmac.compare_digest(state, self.client_state):
+            sub_id = str(entry.get("subscriptionId") or "")
+            verdict = self._check(sub_id, entry.get("clientState"))
+            if verdict is None:
+                self._ignore_unknown(sub_id)
+                continue
+            if not verdict:
                 self.rejected += 1
                 log.warning("graph notification with a wrong clientState dropped")
                 continue
-            sub_id = str(entry.get("subscriptionId") or "")
             try:
                 if entry.get("lifecycleEvent"):
                     self.on_lifecycle(sub_id, str(entry["lifecycleEvent"]))
@@ -94,6 +108,21 @@ class NotificationListener:
                     self.on_change(sub_id, str(entry.get("changeType") or ""), str(data.get("id") or ""))
             except Exception:  # one bad handler call must not lose the rest of the batch
                 log.exception("graph notification handler failed")
+
+    def _check(self, sub_id: str, state: Any) -> bool | None:
+        if not isinstance(state, str):
+            return False
+        if callable(self.client_state):
+            return self.client_state(sub_id, state)
+        return hmac.compare_digest(state.encode("utf-8"), self.client_state.encode("utf-8"))
+
+    def _ignore_unknown(self, sub_id: str) -> None:
+        """A subscription we do not know (an earlier process's, or one just deleted): no data is logged."""
+        self.unknown += 1
+        if sub_id in self._unknown_ids or len(self._unknown_ids) >= MAX_UNKNOWN_LOGGED:
+            return
+        self._unknown_ids.add(sub_id)
+        log.info("graph notification for unknown subscription %.64r ignored", sub_id)
 
 
 class _Server(ThreadingHTTPServer):
