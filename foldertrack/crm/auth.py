@@ -91,7 +91,7 @@ class PinnedSession(requests.Session):
 class MsalAuthenticator:
     """Client-credentials tokens for ``https://ORG/.default`` (or ``scope``) from Entra ID or any compatible
     authority. ``label`` and ``error`` name the service in messages and the error raised; the Graph source
-    subclasses this with its own (:class:`foldertrack.sources.graph.auth.GraphAuthenticator`)."""
+    subclasses this through :class:`AppAuthenticator` (Graph, EWS)."""
 
     label = "Dataverse"
     error: type[Exception] = DataverseAuthError
@@ -208,3 +208,33 @@ class NtlmAuthenticator:
 
     def invalidate(self) -> bool:
         return False
+
+
+class AppAuthenticator(MsalAuthenticator):
+    """Client-credentials tokens for a fixed Microsoft API (Graph, Exchange Online) rather than a Dataverse
+    organisation: subclasses name ``default_scope``, ``label`` and ``error``."""
+
+    default_scope: str = ""
+
+    def __init__(
+        self,
+        tenant_id: str,
+        client_id: str,
+        credential: str | CertificateCredential,
+        *,
+        authority: str = DEFAULT_AUTHORITY,
+        scope: str | None = None,
+        verify: bool | str = True,
+        timeout: float = 30.0,
+    ) -> None:
+        scope = scope or self.default_scope
+        super().__init__(
+            scope,
+            tenant_id,
+            client_id,
+            credential,
+            authority=authority,
+            verify=verify,
+            timeout=timeout,
+            scope=scope,
+        )

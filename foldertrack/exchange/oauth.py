@@ -27,7 +27,7 @@ from exchangelib.protocol import FailFast
 from oauthlib.oauth2 import BackendApplicationClient, InsecureTransportError, TokenExpiredError
 from oauthlib.oauth2.rfc6749.utils import is_secure_transport
 
-from foldertrack.crm.auth import DEFAULT_AUTHORITY, CertificateCredential, MsalAuthenticator
+from foldertrack.crm.auth import AppAuthenticator
 from foldertrack.errors import ExchangeError
 
 #: Exchange Online's application ID URI + ``/.default`` (sovereign clouds and hybrid on-premises
@@ -52,34 +52,16 @@ class EwsAuthError(ExchangeError):
         self.status = status
 
 
-class EwsAuthenticator(MsalAuthenticator):
+class EwsAuthenticator(AppAuthenticator):
     """Client-credentials tokens for EWS; remembers what it handed out, so a refused token is dropped only
     while it is still the current one (many requests refused at once cost one new token)."""
 
+    default_scope = EXCHANGE_ONLINE_SCOPE
     label = "EWS"
     error = EwsAuthError
 
-    def __init__(
-        self,
-        tenant_id: str,
-        client_id: str,
-        credential: str | CertificateCredential,
-        *,
-        authority: str = DEFAULT_AUTHORITY,
-        scope: str = EXCHANGE_ONLINE_SCOPE,
-        verify: bool | str = True,
-        timeout: float = 30.0,
-    ) -> None:
-        super().__init__(
-            scope,
-            tenant_id,
-            client_id,
-            credential,
-            authority=authority,
-            verify=verify,
-            timeout=timeout,
-            scope=scope,
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._handed_out: str | None = None
         #: why the last renewal failed while an earlier token was still sent (reported if that is refused)
         self.renewal_error: EwsAuthError | None = None

@@ -9,34 +9,13 @@ error raised differ.
 
 from __future__ import annotations
 
-from foldertrack.crm.auth import DEFAULT_AUTHORITY, CertificateCredential, MsalAuthenticator
+from foldertrack.crm.auth import AppAuthenticator
 from foldertrack.sources.graph.errors import GraphAuthError
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
 
-class GraphAuthenticator(MsalAuthenticator):
+class GraphAuthenticator(AppAuthenticator):
+    default_scope = GRAPH_SCOPE
     label = "Graph"
     error = GraphAuthError
-
-    def __init__(
-        self,
-        tenant_id: str,
-        client_id: str,
-        credential: str | CertificateCredential,
-        *,
-        authority: str = DEFAULT_AUTHORITY,
-        scope: str = GRAPH_SCOPE,
-        verify: bool | str = True,
-        timeout: float = 30.0,
-    ) -> None:
-        super().__init__(
-            scope,
-            tenant_id,
-            client_id,
-            credential,
-            authority=authority,
-            verify=verify,
-            timeout=timeout,
-            scope=scope,
-        )
