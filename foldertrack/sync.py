@@ -471,6 +471,10 @@ def _left(
     current = store.link(conn, entry.activity_key)
     if current is None or current.state != "tracked" or current.owner_mailbox != target.mailbox:
         return
+    if current.owner_folder_id != target.folder_id:
+        # a late departure: the mail was re-linked to another folder since it left this one; that
+        # folder's own catch-up applies *its* on_leave when the mail leaves it
+        return
     for other in store.present_entries(conn, entry.activity_key):
         if other.id in stale:  # gone from that folder too: its catch-up is behind, Exchange is not
             store.ledger_left(conn, other.id)
