@@ -6,6 +6,10 @@ Every third of the TTL it heartbeats and renews its leases. The daemon reads :me
 gets ``on_acquired(mailbox, epoch)`` / ``on_lost(mailbox)`` callbacks on the keeper thread; ``on_lost`` comes
 before a lease is handed back, so the daemon stops that mailbox first.
 
+A round is O(1) in the number of leases held unless something changed (DESIGN "Scale": periodic work is
+O(due)): renewal is one UPDATE for all leases, the earliest local deadline is kept rather than searched for,
+and held leases are checked against the rules' mailboxes only when those changed.
+
 Its own belief never outlives the database's: a lease counts as owned here only until the monotonic time of
 the last successful renewal *before it was sent* plus the TTL minus a safety margin, so a keeper that is
 frozen, partitioned or slow stops answering "owned" before a successor can claim. Writes are fenced anyway
@@ -87,7 +91,9 @@ class LeaseKeeper:
         self._on_lost = on_lost
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {}
+        self._first_deadline = math.inf  # no held lease's deadline is earlier (may be earlier than the min)
         self._wanted: frozenset[str] = frozenset()
+        self._checked_wanted: frozenset[str] | None = None  # the wanted set held leases were checked against
         self._rows_missing = False
         self._alive_until = 0.0  # monotonic end of this instance's own heartbeat
         self._wake = threading.Event()
@@ -205,14 +211,17 @@ class LeaseKeeper:
 
     def _pause(self, next_renew: float) -> float:
         now = time.monotonic()
-        with self._lock:
-            first_deadline = min((h.deadline for h in self._held.values()), default=math.inf)
-        return max(0.0, min(self.claim_interval, next_renew - now, first_deadline - now))
+        return max(0.0, min(self.claim_interval, next_renew - now, self._first_deadline - now))
 
     def _expire_local(self) -> None:
         now = time.monotonic()
+        if now < self._first_deadline:
+            return  # the usual round: no lease is near its deadline (no walk over them)
         with self._lock:
             gone = [m for m, h in self._held.items() if h.deadline <= now]
+            self._first_deadline = min(
+                (h.deadline for h in self._held.values() if h.deadline > now), default=math.inf
+            )
         if gone:
             log.warning("fleet: %d lease(s) not renewed in time, dropped: %s", len(gone), _few(gone))
             self._lose(gone)
@@ -236,6 +245,7 @@ class LeaseKeeper:
             for m in self._held:
                 if m not in lost:
                     self._held[m].deadline = deadline
+            self._first_deadline = min((h.deadline for h in self._held.values()), default=math.inf)
         if lost:
             log.warning("fleet: %d lease(s) lost at renewal: %s", len(lost), _few(lost))
             self._lose(lost)
@@ -262,13 +272,16 @@ class LeaseKeeper:
             with self._lock:
                 self._rows_missing = self._wanted is not wanted
         share = math.ceil(len(wanted) / live)
-        mine = self.owned()
-        unwanted = sorted(m for m in mine if m not in wanted)
-        kept = sorted(m for m in mine if m in wanted)
-        surplus = kept[share:] if len(kept) > share else []
+        with self._lock:  # held leases are all wanted unless the rules' mailboxes changed since the last look
+            unwanted = (
+                sorted(m for m in self._held if m not in wanted) if wanted is not self._checked_wanted else []
+            )
+            self._checked_wanted = wanted
+            kept = len(self._held) - len(unwanted)
+            surplus = sorted(m for m in self._held if m in wanted)[share:] if kept > share else []
         if unwanted or surplus:
             self._hand_back(unwanted + surplus)
-        need = share - len(kept) + len(surplus)
+        need = share - kept + len(surplus)
         if need > 0 and time.monotonic() < self._alive_until:
             self._claim(wanted, need, started)
 
@@ -287,6 +300,7 @@ class LeaseKeeper:
         with self._lock:
             for mailbox, epoch in got.items():
                 self._held[mailbox] = _Held(epoch, deadline)
+            self._first_deadline = min(self._first_deadline, deadline)
         log.info("fleet: claimed %d lease(s): %s", len(got), _few(got))
         for mailbox, epoch in sorted(got.items()):
             self._call(self._on_acquired, mailbox, epoch)

@@ -9,6 +9,10 @@ It also watches each mailbox on its own: work that shows no progress for ``stuck
 trickles an answer, say, while other mailboxes move on) marks the mailbox stuck in ``status``, and the
 request it waits for is cut so the work is retried; still stuck as long again, the pings stop, because
 only a restart can free that worker.
+
+A turn is O(1) while nothing changes, whatever the number of mailboxes: the backlog is the dispatcher's
+running count, stuck work is looked up by mailbox, and the status line's per-mailbox part is recomputed only
+when the watcher reports a change (``watcher.changes.version``), at most every ``STATUS_REFRESH`` seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ log = logging.getLogger("foldertrack.run")
 
 EXIT_WEDGED = 70  # a worker died: let systemd restart us
 TICK = 0.5  # seconds between two turns of the main loop (less when the watchdog wants pings sooner)
+STATUS_REFRESH = 1.0  # the status line's mailbox and folder counts are at most this old while they change
 
 
 class Supervisor:
@@ -62,6 +67,9 @@ class Supervisor:
         self._next_ping = 0.0
         self._status = ""
         self._reload_note = ""
+        self._counts: tuple[str, str] | None = None  # (mailboxes and folders, modes) of the status line
+        self._counts_version: object = None
+        self._counts_at = 0.0
         interval = notifier.watchdog_interval
         self.tick = min(TICK, interval / 2) if interval else TICK
 
@@ -104,6 +112,7 @@ class Supervisor:
             self._reload_rules()
         if not self.ready and self.watcher.ready.is_set():
             self.ready = True
+            self._counts = None  # READY's status is fresh
             self._status = self.status_line()
             self.notifier.ready(self._status)
             log.info("ready: %s", self._status)
@@ -137,7 +146,7 @@ class Supervisor:
     def _check_progress(self, now: float) -> None:
         """Stuck sync workers: work queued or running and none finished for ``stall_timeout`` seconds."""
         dispatcher = self.watcher.dispatcher
-        backlog = sum(dispatcher.backlog().values())
+        backlog = _backlog(dispatcher)
         if not backlog:
             self._waiting_since = None
         elif self._waiting_since is None:
@@ -164,7 +173,9 @@ class Supervisor:
         if not self.stuck_timeout or dispatcher is None or not hasattr(dispatcher, "stuck"):
             return None
         stuck = {(w.thread_id, w.started): w for w in dispatcher.stuck(self.stuck_timeout, now)}
-        states = {s.mailbox: s for s in self.watcher.mailbox_states()}
+        if not stuck and not self._stuck and not self._marked:
+            return None  # the usual turn: nothing to look up
+        states = self._states({w.key[1] for w in stuck.values()} | set(self._marked))
         problem = None
         for ident, work in stuck.items():
             kind, mailbox = work.key[0], work.key[1]
@@ -185,6 +196,8 @@ class Supervisor:
                 )
         for ident in [i for i in self._stuck if i not in stuck]:
             del self._stuck[ident]
+        for mailbox in [m for m in self._marked if m not in states]:  # gone meanwhile
+            del self._marked[mailbox]
         stuck_mailboxes = {w.key[1] for w in stuck.values()}
         for mailbox, state in states.items():
             if not getattr(state, "stuck", None) or mailbox in stuck_mailboxes:
@@ -196,27 +209,53 @@ class Supervisor:
                 log.warning("%s: work is moving again", mailbox)
         return problem
 
-    def status_line(self) -> str:
-        """One line for ``systemctl status``: mailboxes, folders, modes, what this run tracked, trouble."""
+    def _states(self, mailboxes: set[str]) -> dict:
+        """The states of ``mailboxes`` the watcher has (by name: no walk over every mailbox)."""
+        lookup = getattr(self.watcher, "mailbox_state", None)
+        if lookup is None:  # a watcher without lookup by name (test doubles)
+            return {s.mailbox: s for s in self.watcher.mailbox_states() if s.mailbox in mailboxes}
+        found = {m: lookup(m) for m in mailboxes}
+        return {m: s for m, s in found.items() if s is not None}
+
+    def _mailbox_counts(self) -> tuple[str, str]:
+        """The status line's mailbox, folder and mode counts: a walk over every mailbox, so only when the
+        watcher reports a change since the last walk (and not more often than ``STATUS_REFRESH``; the first
+        status after READY is always fresh)."""
+        changes = getattr(self.watcher, "changes", None)
+        version = changes.version if changes is not None else object()
+        now = time.monotonic()
+        if self._counts is not None and (
+            version == self._counts_version or now - self._counts_at < STATUS_REFRESH
+        ):
+            return self._counts
         states = self.watcher.mailbox_states()
         modes = Counter(s.health()["mode"] for s in states)
         mode_text = f"{modes.pop('streaming', 0)} streaming, {modes.pop('polling', 0)} polling"
         mode_text += "".join(f", {n} {mode}" for mode, n in sorted(modes.items()))
         folders = sum(len(s.targets) for s in states)
+        counts = f"watching {_count(len(states), 'mailbox', 'mailboxes')}, {_count(folders, 'folder')}"
+        self._counts, self._counts_version, self._counts_at = (counts, mode_text), version, now
+        return self._counts
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: mailboxes, folders, modes, what this run tracked, trouble."""
+        counts, mode_text = self._mailbox_counts()
         totals = self.watcher.totals
-        parts = [
-            f"watching {_count(len(states), 'mailbox', 'mailboxes')}, {_count(folders, 'folder')}",
-            mode_text,
-            f"{totals.tracked:,} tracked since start",
-        ]
+        parts = [counts, mode_text, f"{totals.tracked:,} tracked since start"]
         if totals.dead_lettered:
             parts.append(f"{totals.dead_lettered:,} dead-lettered")
-        backlog = sum(self.watcher.dispatcher.backlog().values())
+        backlog = _backlog(self.watcher.dispatcher)
         if backlog:
             parts.append(f"backlog {backlog:,}")
         parts += [note for note in (self._reload_note, self.problem) if note]
         line = "; ".join(parts)
         return line if self.ready else f"starting: {line}"
+
+
+def _backlog(dispatcher) -> int:
+    """Queued or running work in all: the dispatcher's running count (O(1))."""
+    total = getattr(dispatcher, "backlog_total", None)
+    return total() if total is not None else sum(dispatcher.backlog().values())
 
 
 def _count(n: int, singular: str, plural: str | None = None) -> str:

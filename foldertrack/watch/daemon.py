@@ -115,6 +115,7 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
         self.totals = SyncResult()
         self._next_replay_check = 0.0
         self.dispatcher = Dispatcher(self._handle, workers=options.workers, debounce=options.debounce)
+        self._init_timer()  # before any mailbox state: states and backlog counts report changes to it
         self.sync_context = SyncContext(
             engine=engine,
             connector=connector,
@@ -169,7 +170,7 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
         self._unsubscribe_all([s for s in states if s.subscription_id], deadline=time.monotonic() + timeout)
         for state in states:
             state.mode, state.failing = "stopped", False
-        self._flush_health(states)  # the last event times and errors, and "stopped", even for a short run
+        self._flush_health(self.changes.drain())  # the last event times and errors, and "stopped"
         self.rules_state.clear()
         if self.fleet is not None:
             self.fleet.stop()  # hand every lease back at once: other instances take over in seconds
@@ -243,8 +244,8 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
         mine = wanted if owned is None else wanted & set(owned)
         with self._lock:
             for mailbox in mine:
-                state = self._mailboxes.setdefault(mailbox, MailboxState(mailbox))
-                state.rules = tuple(rules.for_mailbox(mailbox))
+                state = self._state_for(mailbox)
+                state.rules = self._rules_for(rules, mailbox)  # an index, not a walk over every rule
             gone = [m for m in self._mailboxes if m not in wanted]
             for mailbox in gone:
                 self._mailboxes[mailbox].rules = ()  # so its resolve retires it

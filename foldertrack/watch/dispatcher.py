@@ -4,8 +4,21 @@ Producers only ``put()`` events. Work is keyed (``("sync", mailbox, folder_id)``
 ``("subscribe", mailbox)``). The first event for a folder starts its catch-up at once (no fixed wait: that
 was most of the move → activity latency); events that arrive while it runs mark it to run exactly once more
 afterwards, ``debounce`` later, so a burst of notifications collapses into one more catch-up. At most one
-piece of work per mailbox runs at a time, and a mailbox the server throttled waits out its back-off
-without holding up the others. A handler that raises never stops a worker (STYLE §3).
+piece of work per mailbox runs at a time. A mailbox the server throttled waits out its back-off without
+holding up the others. A handler that raises never stops a worker (STYLE §3).
+
+Two queues: work triggered by something (a notification, a stream loss, a retry) runs before routine
+background work (the poll timer, the safety net) and before a mailbox's takeover: a ``lease-acquired``
+event marks its mailbox as being taken over, and until that mailbox's queue drains, all of its work except
+what a notification asked for waits in the background queue, so moves in mailboxes already watched are not
+held up behind thousands of resolves, subscriptions and catch-ups. Within each queue, due subscriptions go
+before other due work: streaming has no watermark, so every subscription is followed by a catch-up of its
+mailbox anyway (one queued before it would run twice), and a subscribed mailbox misses nothing while the
+catch-ups go on; at start-up or takeover, every mailbox is live after its resolve and subscription instead of
+after every catch-up queued before it. Other work runs in the order it came due.
+
+Everything a periodic caller asks is O(1) or O(changed): the backlog is a running count per mailbox, and
+``on_backlog`` tells the owner which mailbox's count changed (the timer writes only those health rows).
 """
 
 from __future__ import annotations
@@ -25,9 +38,16 @@ from foldertrack.watch.events import FolderChanged, HierarchyChanged, SubscribeM
 log = logging.getLogger(__name__)
 
 WorkKey = tuple[str, ...]
-#: Reasons of routine work (the polling timer, the safety net): it runs only when no work triggered by an
-#: event, a stream loss or a retry is due, so a mail moved during a safety-net round is not queued behind it.
-BACKGROUND_REASONS = frozenset({"poll", "safety-net"})
+#: Reasons of routine work (the polling timer, the safety net, a takeover, the catch-up of every mailbox on a
+#: stream we re-issued to add or drop a subscription): it runs only when no work triggered by an event, a
+#: stream loss or a retry is due, so a mail moved meanwhile is not queued behind it. (A takeover adds hundreds
+#: of subscriptions to streams: as triggered work, their re-issue catch-ups, five per mailbox already on the
+#: stream at every re-issue, starved the takeover's own subscriptions.)
+BACKGROUND_REASONS = frozenset({"poll", "safety-net", "lease-acquired", "stream-reissued"})
+#: The reason that starts a mailbox's takeover (fleet): its follow-up work is background work too.
+TAKEOVER_REASON = "lease-acquired"
+#: Reasons of work a notification asked for: never background, not even during a takeover.
+LIVE_REASONS = frozenset({"event", "folder-event", "folder-modified"})
 Event = FolderChanged | HierarchyChanged | SubscribeMailbox
 
 
@@ -78,7 +98,10 @@ class Dispatcher:
         hierarchy_debounce: float = 0.5,
         backoff: Backoff | None = None,
         name: str = "foldertrack",
+        on_backlog: Callable[[str], None] | None = None,
     ):
+        """``on_backlog(mailbox)`` is called (under the lock: it must not block) whenever the mailbox's
+        count of queued or running work changes (settable later, before ``start()``)."""
         self._handler = handler
         self._workers = workers
         self._debounce = debounce
@@ -86,13 +109,21 @@ class Dispatcher:
         self._backoff = backoff or Backoff()
         self._name = name
         self._cond = threading.Condition()
-        # two queues: work triggered by something (first) and routine background work
-        self._heaps: dict[bool, list[tuple[float, int, WorkKey]]] = {False: [], True: []}
+        # two queues, work triggered by something (first) and background work, each with its subscriptions
+        # apart (first): (background?, subscription?) → heap of (due, seq, key)
+        self._heaps: dict[tuple[bool, bool], list[tuple[float, int, WorkKey]]] = {
+            (b, s): [] for b in (False, True) for s in (True, False)
+        }
         self._queued_in: dict[WorkKey, bool] = {}  # key → the queue (background?) its live entry is in
         self._due: dict[WorkKey, float] = {}
         self._reasons: dict[WorkKey, list[str]] = defaultdict(list)
         self._first_trigger: dict[WorkKey, float] = {}  # monotonic time of the oldest unserved trigger
         self._running: set[WorkKey] = set()
+        # queued or running pieces of work per mailbox (keys of ``_due`` and ``_running``: never both)
+        self._pending: dict[str, int] = {}
+        self._pending_total = 0
+        self.on_backlog = on_backlog
+        self._takeovers: set[str] = set()  # mailboxes being taken over: their work is background work
         self._running_info: dict[int, RunningWork] = {}  # thread id → its work (stuck-work detection)
         self._succeeded: dict[str, float] = {}  # mailbox → when a piece of its work last succeeded
         self._busy_mailboxes: set[str] = set()
@@ -115,6 +146,8 @@ class Dispatcher:
             delay = self._hierarchy_debounce if key[0] == "hierarchy" else 0.0
         with self._cond:
             self.stats.events += 1
+            if event.reason == TAKEOVER_REASON:
+                self._takeovers.add(key[1])
             self._reasons[key].append(event.reason)
             self._first_trigger.setdefault(key, time.monotonic())
             if key in self._running:
@@ -124,7 +157,25 @@ class Dispatcher:
 
     def _is_background(self, key: WorkKey) -> bool:
         reasons = self._reasons.get(key)
-        return bool(reasons) and all(r in BACKGROUND_REASONS for r in reasons)
+        takeover = key[1] in self._takeovers
+        if not reasons:  # a retry (its reasons went with the first run)
+            return takeover
+        if takeover:
+            return not any(r in LIVE_REASONS for r in reasons)
+        return all(r in BACKGROUND_REASONS for r in reasons)
+
+    def _count(self, mailbox: str, delta: int) -> None:
+        """Keep the running backlog count of ``mailbox`` (caller holds the lock); a takeover ends when the
+        mailbox's queue drains."""
+        count = self._pending.get(mailbox, 0) + delta
+        if count:
+            self._pending[mailbox] = count
+        else:
+            self._pending.pop(mailbox, None)
+            self._takeovers.discard(mailbox)
+        self._pending_total += delta
+        if self.on_backlog is not None:
+            self.on_backlog(mailbox)
 
     def _schedule(self, key: WorkKey, due: float) -> None:
         background = self._is_background(key)
@@ -133,9 +184,11 @@ class Dispatcher:
             if self._queued_in.get(key) == background and current <= due:
                 return
             due = min(due, current)  # moves queue (promoted to triggered work) or comes due sooner
+        else:
+            self._count(key[1], 1)
         self._due[key] = due
         self._queued_in[key] = background
-        heapq.heappush(self._heaps[background], (due, next(self._seq), key))
+        heapq.heappush(self._heaps[background, key[0] == "subscribe"], (due, next(self._seq), key))
         self._cond.notify()
 
     def idle(self) -> bool:
@@ -168,8 +221,8 @@ class Dispatcher:
                 now = time.monotonic()
                 chosen: WorkKey | None = None
                 wake = now + 1.0
-                for background in (False, True):  # triggered work first
-                    chosen, wake = self._take_due(background, now, wake)
+                for queue in self._heaps:  # triggered work first, subscriptions first
+                    chosen, wake = self._take_due(queue, now, wake)
                     if chosen is not None:
                         break
                 if chosen is not None:
@@ -183,9 +236,10 @@ class Dispatcher:
                 self._cond.wait(max(0.005, wake - now))
             return None
 
-    def _take_due(self, background: bool, now: float, wake: float) -> tuple[WorkKey | None, float]:
+    def _take_due(self, queue: tuple[bool, bool], now: float, wake: float) -> tuple[WorkKey | None, float]:
         """The first due key of one queue whose mailbox is free (caller holds the lock), and when to wake."""
-        heap = self._heaps[background]
+        background = queue[0]
+        heap = self._heaps[queue]
         deferred: list[tuple[float, int, WorkKey]] = []
         waiting: list[tuple[float, int, WorkKey]] = []
         chosen: WorkKey | None = None
@@ -261,15 +315,21 @@ class Dispatcher:
                     elif key in self._dirty:
                         self._schedule(key, time.monotonic() + self._debounce)
                     self._dirty.discard(key)
+                    self._count(key[1], -1)  # after any re-run is queued: a takeover ends only when drained
                     self._cond.notify_all()
 
     def backlog(self) -> dict[str, int]:
-        """Queued or running pieces of work per mailbox (status and metrics)."""
+        """Queued or running pieces of work per mailbox, of the mailboxes that have some (O(those))."""
         with self._cond:
-            counts: dict[str, int] = defaultdict(int)
-            for key in set(self._due) | self._running:
-                counts[key[1]] += 1
-            return dict(counts)
+            return dict(self._pending)
+
+    def backlog_of(self, mailbox: str) -> int:
+        """Queued or running pieces of work of one mailbox (O(1))."""
+        return self._pending.get(mailbox, 0)
+
+    def backlog_total(self) -> int:
+        """Queued or running pieces of work in all (O(1): the supervisor asks twice a second)."""
+        return self._pending_total
 
     def note_progress(self) -> None:
         """Long work (a big backfill, page after page) says it is moving, so it is not taken for stuck."""

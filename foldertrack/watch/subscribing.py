@@ -173,6 +173,8 @@ class SubscribingMixin:
             return group
 
     def _mark_ready_if_done(self) -> None:
+        if self.ready.is_set():
+            return  # called after every subscription: no walk over every mailbox once ready
         with self._lock:
             # a mailbox whose start failed (no such mailbox, no impersonation right, a mailbox move that
             # lasts hours) must not hold the others back: status and health show its error, and it is

@@ -1,10 +1,16 @@
 """The watcher's timer thread: polling fallback, safety-net syncs, stalled streams, dead-letter replays,
 the start-up deadline (a mailbox that cannot start within ``watch.start_timeout`` is in ``error`` with its
 reason, never ``starting`` for ever), and the only writer of mailbox health (so a slow database never
-holds up a stream)."""
+holds up a stream).
+
+Each tick is O(due + changed), not O(all mailboxes) (DESIGN "Scale"): mailbox states report their changes
+(:mod:`~foldertrack.watch.health_rows`), only those health rows are written, and each mailbox's next poll or
+safety-net time waits in a heap; the start-up deadline looks only at mailboxes still starting."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import random
 import threading
@@ -16,6 +22,7 @@ from foldertrack.retry import describe
 from foldertrack.state import watch_store as store
 from foldertrack.watch.backfill import backfilling
 from foldertrack.watch.events import FolderChanged, HierarchyChanged, SubscribeMailbox
+from foldertrack.watch.health_rows import Changes, WatchedState, write_health_rows
 from foldertrack.watch.mailbox import MailboxState
 
 if TYPE_CHECKING:
@@ -29,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("foldertrack.watch")
 
 REPLAY_CHECK_INTERVAL = 2.0  # seconds between looks for dead letters `foldertrack retry` queued
+STALL_CHECK_INTERVAL = 1.0  # seconds between looks for silent streams (their timeout is minutes)
+TICK = 0.2
 
 
 class TimerMixin:
@@ -45,54 +54,111 @@ class TimerMixin:
     ready: threading.Event
     sync_context: SyncContext
 
+    def _init_timer(self) -> None:
+        """The timer's bookkeeping (call after the dispatcher is made, before any mailbox state exists)."""
+        self.changes = Changes()  # mailboxes whose state or backlog changed since the last tick
+        self.dispatcher.on_backlog = self.changes.backlog_changed
+        self._looks: list[tuple[float, int, str]] = []  # (when, seq, mailbox): the next poll or safety net
+        self._look_at: dict[str, tuple[float, int]] = {}  # mailbox → its live heap entry's (when, seq)
+        self._look_seq = itertools.count()
+        self._starting: dict[str, tuple[MailboxState, float]] = {}  # not started yet: since when
+        self._next_start_check = 0.0
+        self._next_stall_check = 0.0
+
+    def _state_for(self, mailbox: str) -> MailboxState:
+        """The state of ``mailbox``, a fresh one (reporting its changes to the timer) if it has none yet
+        (caller holds the lock)."""
+        state = self._mailboxes.get(mailbox)
+        if state is None:
+            state = self._mailboxes[mailbox] = WatchedState.create(mailbox, self.changes.add)
+            self._starting[mailbox] = (state, time.monotonic())
+        return state
+
+    def mailbox_state(self, mailbox: str) -> MailboxState | None:
+        with self._lock:
+            return self._mailboxes.get(mailbox)
+
     def _tick_loop(self) -> None:
-        while not self._stop.wait(0.2):
+        while not self._stop.wait(TICK):
             try:
                 self._tick(time.monotonic())
             except Exception as exc:  # the timer must survive anything
                 log.exception("timer: %s", describe(exc))
 
     def _tick(self, now: float) -> None:
-        with self._lock:
-            states = list(self._mailboxes.values())
-        self._check_start_deadline(states, now)
-        self._flush_health(states)
+        changed = self.changes.drain()
+        if now >= self._next_start_check:
+            self._next_start_check = now + min(1.0, self.options.start_timeout / 10)
+            self._check_start_deadline(now)
+        self._flush_health(changed)
         if now >= self._next_replay_check:
             self._next_replay_check = now + REPLAY_CHECK_INTERVAL
             with self.engine.connect() as conn:
                 for mailbox, folder_id in store.replay_folders(conn):
                     self.dispatcher.put(FolderChanged(mailbox, folder_id, "retry"))
-        for state in states:
-            if not state.resolved:
-                continue
-            if state.mode == "polling" and now >= state.next_poll:
-                state.next_poll = now + self.options.poll_interval
-                for folder_id in list(state.targets):
-                    self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "poll"))
-                if not self.sync_context.mail_source().streams:  # Graph: folder tree changes by delta too
-                    self.dispatcher.put(HierarchyChanged(state.mailbox, "poll"))
-                    if getattr(self, "push", None) is not None and not self.dispatcher.attempts(
-                        ("subscribe", state.mailbox)
-                    ):
-                        self.dispatcher.put(SubscribeMailbox(state.mailbox, "poll-retry"))
-                elif (
-                    state.subscription_id is None
-                    and self.dispatcher.attempts(("subscribe", state.mailbox)) == 0
-                ):
-                    self.dispatcher.put(SubscribeMailbox(state.mailbox, "poll-retry"))
-            push = getattr(self, "push", None)  # Graph change notifications (watch/graph_push.py)
-            if push is not None and state.mode == "streaming" and now >= state.next_poll:
-                state.next_poll = now + self.options.poll_interval  # the folder tree has no notifications
+        for mailbox in changed:  # its mode, subscription or folders may have changed its poll times
+            self._look_later(mailbox, now)
+        while self._looks and self._looks[0][0] <= now:
+            when, seq, mailbox = heapq.heappop(self._looks)
+            if self._look_at.get(mailbox) != (when, seq):
+                continue  # superseded entry
+            del self._look_at[mailbox]
+            with self._lock:
+                state = self._mailboxes.get(mailbox)
+            if state is not None:
+                self._look(state, now)
+        if len(self._looks) > 64 and len(self._looks) > 4 * len(self._look_at):
+            self._looks = [(t, n, m) for t, n, m in self._looks if self._look_at.get(m) == (t, n)]
+            heapq.heapify(self._looks)
+        if now >= self._next_stall_check:
+            self._next_stall_check = now + STALL_CHECK_INTERVAL
+            self._check_stalled_streams(now)
+
+    def _look_later(self, mailbox: str, when: float) -> None:
+        """Make the timer look at ``mailbox`` at ``when`` (or earlier, if it already would)."""
+        current = self._look_at.get(mailbox)
+        if current is not None and current[0] <= when:
+            return
+        entry = (when, next(self._look_seq))
+        self._look_at[mailbox] = entry
+        heapq.heappush(self._looks, (*entry, mailbox))
+
+    def _look(self, state: MailboxState, now: float) -> None:
+        """A mailbox's due periodic work: its poll (polling mode, or Graph's folder tree and subscription
+        renewal), its safety net; then when to look again."""
+        if not state.resolved:
+            return  # becoming resolved is a change: the timer looks again then
+        push = getattr(self, "push", None)  # Graph change notifications (watch/graph_push.py)
+        if state.mode == "polling" and now >= state.next_poll:
+            state.next_poll = now + self.options.poll_interval
+            for folder_id in list(state.targets):
+                self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "poll"))
+            if not self.sync_context.mail_source().streams:  # Graph: folder tree changes by delta too
                 self.dispatcher.put(HierarchyChanged(state.mailbox, "poll"))
-                if push.due(state.mailbox):  # renewal well before expiry, re-authorisation
-                    self.dispatcher.put(SubscribeMailbox(state.mailbox, "renew"))
-            if state.next_safety == 0.0:
-                state.next_safety = now + self._safety_delay()
-            elif now >= state.next_safety:
-                state.next_safety = now + self._safety_delay()
-                self.dispatcher.put(HierarchyChanged(state.mailbox, "safety-net"))
-                for folder_id in list(state.targets):
-                    self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "safety-net"))
+                if push is not None and not self.dispatcher.attempts(("subscribe", state.mailbox)):
+                    self.dispatcher.put(SubscribeMailbox(state.mailbox, "poll-retry"))
+            elif (
+                state.subscription_id is None and self.dispatcher.attempts(("subscribe", state.mailbox)) == 0
+            ):
+                self.dispatcher.put(SubscribeMailbox(state.mailbox, "poll-retry"))
+        if push is not None and state.mode == "streaming" and now >= state.next_poll:
+            state.next_poll = now + self.options.poll_interval  # the folder tree has no notifications
+            self.dispatcher.put(HierarchyChanged(state.mailbox, "poll"))
+            if push.due(state.mailbox):  # renewal well before expiry, re-authorisation
+                self.dispatcher.put(SubscribeMailbox(state.mailbox, "renew"))
+        if state.next_safety == 0.0:
+            state.next_safety = now + self._safety_delay()
+        elif now >= state.next_safety:
+            state.next_safety = now + self._safety_delay()
+            self.dispatcher.put(HierarchyChanged(state.mailbox, "safety-net"))
+            for folder_id in list(state.targets):
+                self.dispatcher.put(FolderChanged(state.mailbox, folder_id, "safety-net"))
+        when = state.next_safety
+        if state.mode == "polling" or (push is not None and state.mode == "streaming"):
+            when = min(when, state.next_poll)
+        self._look_later(state.mailbox, when)
+
+    def _check_stalled_streams(self, now: float) -> None:
         for group in list(self._groups):
             if (
                 group.size()
@@ -105,32 +171,35 @@ class TimerMixin:
                 group.last_envelope = now
                 group.kill_stream()
 
-    def _check_start_deadline(self, states: list[MailboxState], now: float) -> None:
+    def _check_start_deadline(self, now: float) -> None:
         """A mailbox not subscribed or polling ``start_timeout`` seconds after it appeared (Exchange
         unreachable, a wrong URL, refused credentials, no answer at all) goes to ``error`` with the real
-        reason, and no longer holds readiness back; it keeps being retried."""
-        first_seen: dict[str, tuple[MailboxState, float]] = self.__dict__.setdefault("_first_seen", {})
+        reason, and no longer holds readiness back; it keeps being retried. Only mailboxes still starting
+        are looked at."""
         timeout = self.options.start_timeout
-        pending = False
-        for state in states:
-            seen = first_seen.get(state.mailbox)
-            if seen is None or seen[0] is not state:  # new, or a fresh state after a lease came back
-                first_seen[state.mailbox] = (state, now)
-                pending = True
+        with self._lock:
+            starting = [(m, s, since, self._mailboxes.get(m)) for m, (s, since) in self._starting.items()]
+        done: list[tuple[str, MailboxState]] = []
+        for mailbox, state, since, current in starting:
+            if current is not state:  # gone (lease lost, retired), or replaced by a fresh state
+                done.append((mailbox, state))
                 continue
             if started(state) or state.failing or state.mode in ("stopped", "polling"):
+                done.append((mailbox, state))
                 continue
-            if now - seen[1] < timeout:
-                pending = True
+            if now - since < timeout:
                 continue
             reason = state.last_error or "no answer from Exchange"
             state.last_error = f"not started within {timeout:g}s: {reason}"
             state.failing = state.start_failed = True
             log.error("%s: %s", state.mailbox, state.last_error, extra={"mailbox": state.mailbox})
-        if len(first_seen) > len(states):
-            live = {s.mailbox for s in states}
-            for mailbox in [m for m in first_seen if m not in live]:
-                del first_seen[mailbox]
+            done.append((mailbox, state))
+        with self._lock:
+            for mailbox, state in done:
+                entry = self._starting.get(mailbox)
+                if entry is not None and entry[0] is state:  # not a fresh state that came meanwhile
+                    del self._starting[mailbox]
+            pending = bool(self._starting)
         if not pending and not self.ready.is_set():
             self._mark_ready_if_done()  # type: ignore[attr-defined]  # SubscribingMixin
 
@@ -145,33 +214,37 @@ class TimerMixin:
         (a mail moved meanwhile would wait behind thousands of syncs)."""
         return self.options.safety_sync_interval * random.uniform(0.5, 1.5)
 
-    def _flush_health(self, states: list[MailboxState]) -> None:
-        """Write each mailbox's mode, last error, last event time and backlog to its health row when they
-        changed, all in one transaction.
+    def _flush_health(self, changed: set[str]) -> None:
+        """Write the health rows (mode, last error, last event time, backlog) of the mailboxes in ``changed``
+        whose values differ from what was last written, in one transaction and one statement per batch.
 
         Only the timer writes health: stream readers and workers change memory, so a slow or locked
-        database never holds up a stream."""
-        backlog = self.dispatcher.backlog()
-        changed: dict[str, dict] = {}
-        snapshots: dict[str, tuple] = {}
-        for state in states:
-            if not self._owns(state.mailbox):  # fleet: its lease went; the instance holding it writes it
-                continue
-            values = {**state.health(), "backlog": backlog.get(state.mailbox, 0)}
+        database never holds up a stream. Nothing changed, nothing written: liveness is the instance's own
+        heartbeat (``fleet_instances``), not a rewrite of every mailbox's row."""
+        if not changed:
+            return
+        rows: dict[str, dict] = {}
+        written: list[tuple[MailboxState, tuple]] = []
+        for mailbox in changed:
+            with self._lock:
+                state = self._mailboxes.get(mailbox)
+            if state is None or not self._owns(mailbox):  # type: ignore[attr-defined]  # LeasesMixin
+                continue  # gone, or its lease went: the instance holding it writes it
+            values = {**state.health(), "backlog": self.dispatcher.backlog_of(mailbox)}
             snapshot = tuple(values.values())
             if snapshot == state.health_written:
                 continue
             if values["last_event_at"] is None:
                 del values["last_event_at"]
-            changed[state.mailbox] = values
-            snapshots[state.mailbox] = snapshot
-        if not changed:
+            rows[mailbox] = values
+            written.append((state, snapshot))
+        if not rows:
             return
         try:
-            store.write_health(self.engine, changed, instance=self.options.instance, wait=False)
+            write_health_rows(self.engine, rows, instance=self.options.instance)
         except Exception as exc:  # health is advisory; retried on the next tick
             log.debug("health update failed: %s", describe(exc))
+            self.changes.retry(rows)
             return
-        for state in states:
-            if state.mailbox in snapshots:
-                state.health_written = snapshots[state.mailbox]
+        for state, snapshot in written:
+            state.health_written = snapshot

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import threading
 
+from foldertrack.retry import Backoff
 from foldertrack.testing.harness import wait_until
-from foldertrack.watch.dispatcher import Dispatcher
-from foldertrack.watch.events import FolderChanged
+from foldertrack.watch.dispatcher import Dispatcher, Reschedule
+from foldertrack.watch.events import FolderChanged, HierarchyChanged, SubscribeMailbox
 
 
 def _recording_dispatcher():
@@ -14,7 +16,7 @@ def _recording_dispatcher():
     gate = threading.Event()
 
     def handler(key, reasons, first_trigger):
-        if key[2] == "blocker":
+        if key[-1] == "blocker":
             gate.wait(10)
         ran.append((key[1], list(reasons)))
 
@@ -52,3 +54,125 @@ def test_an_event_promotes_work_queued_as_background():
         dispatcher.stop()
     assert ran[1] == ("m2@x", ["poll", "event"]), ran
     assert sorted(m for m, _ in ran) == ["blocker@x", "m0@x", "m1@x", "m2@x"]  # each once
+
+
+def test_lease_acquired_work_waits_behind_live_events():
+    """A takeover's resolve and the work it queues (catch-ups, subscription) are background work: an event in
+    a mailbox already watched, queued after them, is taken first; an event in the taken-over mailbox too."""
+    dispatcher, ran, gate = _recording_dispatcher()
+    dispatcher.start()
+    try:
+        dispatcher.put(FolderChanged("blocker@x", "blocker", "event"))
+        wait_until(lambda: dispatcher._running, 5, "blocker running")
+        for n in range(3):
+            dispatcher.put(HierarchyChanged(f"new{n}@x", "lease-acquired"), delay=0.0)
+        dispatcher.put(FolderChanged("new0@x", "f", "backfill"))  # what its resolve queues: background too
+        dispatcher.put(SubscribeMailbox("new0@x", "start"))
+        dispatcher.put(FolderChanged("old@x", "f", "event"))
+        dispatcher.put(FolderChanged("new1@x", "g", "event"))  # a notification in a taken-over mailbox
+        gate.set()
+        wait_until(lambda: len(ran) == 8, 5, "all work done")
+    finally:
+        dispatcher.stop()
+    assert ran[1:3] == [("old@x", ["event"]), ("new1@x", ["event"])], ran
+    assert ran[3:] == [  # then the takeovers: subscriptions first, then in the order they came due
+        ("new0@x", ["start"]),
+        ("new0@x", ["lease-acquired"]),
+        ("new1@x", ["lease-acquired"]),
+        ("new2@x", ["lease-acquired"]),
+        ("new0@x", ["backfill"]),
+    ], ran
+
+
+def test_a_takeover_ends_when_its_mailbox_has_no_work_left():
+    dispatcher = Dispatcher(lambda key, reasons, first: None, workers=1, debounce=0.0)
+    dispatcher.put(HierarchyChanged("new@x", "lease-acquired"), delay=0.0)
+    dispatcher.put(FolderChanged("new@x", "f", "resolved"))
+    assert dispatcher._queued_in[("sync", "new@x", "f")] is True  # background while taken over
+    dispatcher.start()
+    try:
+        wait_until(dispatcher.idle, 5, "takeover done")
+        dispatcher.put(FolderChanged("new@x", "f", "resolved"))
+        assert dispatcher._queued_in.get(("sync", "new@x", "f")) in (False, None)  # ordinary work again
+        wait_until(dispatcher.idle, 5, "done")
+    finally:
+        dispatcher.stop()
+
+
+def _walk(dispatcher: Dispatcher) -> dict[str, int]:
+    """The backlog as the old code computed it: a walk over everything queued or running."""
+    counts: dict[str, int] = {}
+    for key in set(dispatcher._due) | dispatcher._running:
+        counts[key[1]] = counts.get(key[1], 0) + 1
+    return counts
+
+
+def test_the_backlog_count_equals_a_walk_after_random_put_take_and_reschedule():
+    rng = random.Random(12)
+    outcomes = threading.Lock()
+    changed: list[str] = []
+
+    def handler(key, reasons, first_trigger):
+        with outcomes:
+            roll = rng.random()
+        if roll < 0.25:
+            raise Reschedule(rng.random() * 0.01, block_mailbox=0.005 if roll < 0.05 else None)
+        if roll < 0.3:
+            raise RuntimeError("a bad event")  # retried with back-off
+
+    dispatcher = Dispatcher(
+        handler,
+        workers=3,
+        debounce=0.001,
+        backoff=Backoff(initial=0.001, maximum=0.01, jitter=0.001),
+        on_backlog=changed.append,
+    )
+    mailboxes = [f"m{n}@x" for n in range(12)]
+    dispatcher.start()
+    try:
+        for step in range(600):
+            mailbox = rng.choice(mailboxes)
+            kind = rng.random()
+            if kind < 0.6:
+                dispatcher.put(
+                    FolderChanged(mailbox, rng.choice("abc"), rng.choice(["event", "poll", "safety-net"]))
+                )
+            elif kind < 0.8:
+                dispatcher.put(
+                    HierarchyChanged(mailbox, rng.choice(["folder-event", "lease-acquired"])), delay=0.0
+                )
+            else:
+                dispatcher.put(SubscribeMailbox(mailbox, "start"))
+            if step % 7 == 0:
+                with dispatcher._cond:  # a consistent moment: no worker between two changes
+                    walked = _walk(dispatcher)
+                    assert dispatcher.backlog() == walked
+                    assert dispatcher.backlog_total() == sum(walked.values())
+                    assert all(dispatcher.backlog_of(m) == walked.get(m, 0) for m in mailboxes)
+        wait_until(dispatcher.idle, 20, "all work done")
+    finally:
+        dispatcher.stop()
+    assert dispatcher.backlog() == {} and dispatcher.backlog_total() == 0
+    assert dispatcher._takeovers == set()
+    assert set(changed) <= set(mailboxes) and changed
+
+
+def test_due_subscriptions_go_before_queued_catch_ups():
+    """Streaming has no watermark: catch-ups must follow the subscription, so one queued before it would run
+    twice. Subscriptions are taken first (every mailbox is live sooner at start-up), and their catch-ups then
+    merge with the queued ones."""
+    dispatcher, ran, gate = _recording_dispatcher()
+    dispatcher.start()
+    try:
+        dispatcher.put(FolderChanged("blocker@x", "blocker", "event"))
+        wait_until(lambda: dispatcher._running, 5, "blocker running")
+        for folder in ("a", "b"):
+            dispatcher.put(FolderChanged("new@x", folder, "backfill"))
+        dispatcher.put(FolderChanged("other@x", "a", "backfill"))
+        dispatcher.put(SubscribeMailbox("new@x", "start"))
+        dispatcher.put(SubscribeMailbox("other@x", "start"))
+        gate.set()
+        wait_until(lambda: len(ran) == 6, 5, "all work done")
+    finally:
+        dispatcher.stop()
+    assert ran[1:3] == [("new@x", ["start"]), ("other@x", ["start"])], ran
