@@ -61,6 +61,7 @@ def watch_options(config: Config, **overrides) -> WatchOptions:
         rules_dir=config.rules.dir,
         poll_interval=config.watch.poll_interval,
         safety_sync_interval=config.watch.safety_sync_interval,
+        safety_sync_rate=config.watch.safety_sync_rate,
         workers=config.watch.workers,
         debounce=config.watch.debounce,
         max_attempts=config.watch.max_attempts,

@@ -189,6 +189,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Safety-net sync of every folder, even while streaming (each mailbox at a random point "
         "between half and one and a half times this, so they are spread out).",
     ),
+    Setting(
+        "watch",
+        "safety_sync_rate",
+        _integer(1, 10000),
+        4,
+        "Most safety-net syncs started per second (folders, plus one folder-tree read per mailbox): with "
+        "more folders than this times `safety_sync_interval`, a round takes longer instead of costing more CPU.",
+    ),
     Setting("watch", "workers", _integer(1, 256), 4, "Sync worker threads."),
     Setting(
         "watch",

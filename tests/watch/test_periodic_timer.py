@@ -199,3 +199,25 @@ def test_rules_by_mailbox_come_from_an_index_equal_to_for_mailbox(watcher, tmp_p
     assert len(watcher._rules_for(rules, "a@example.com")) == 3
     again = load_rules(rules_dir)  # a reload: a new index
     assert watcher._rules_for(again, "b@example.com") == tuple(again.for_mailbox("b@example.com"))
+
+
+def test_a_safety_net_round_grows_with_the_folders_instead_of_its_cpu(database_url, tmp_path):
+    """``safety_sync_rate`` bounds the safety net's syncs per second: 200 mailboxes with 5 folders (1,200 syncs
+    a round, with one tree read each) at 1 a second take 1,200 s a round, not the 900 s interval."""
+    engine = open_database(database_url)
+    options = WatchOptions(rules_dir=tmp_path, safety_sync_interval=900.0, safety_sync_rate=1.0)
+    w = Watcher(options, engine, None, SqlActivitySink(engine))  # type: ignore[arg-type]  # no Exchange
+    try:
+        _streaming(w, 2)
+        assert w.safety_round() == 900.0  # few folders: the interval itself
+        w._safety_units = None  # counted again now, not in 10 s
+        _streaming(w, MAILBOXES)
+        with w._lock:
+            for state in w._mailboxes.values():
+                state.targets = {f"f{n}": object() for n in range(5)}  # type: ignore[misc]  # only counted
+        w._safety_units = None
+        assert w.safety_round() == MAILBOXES * 6 / 1.0
+        delays = [w._safety_delay() for _ in range(200)]
+        assert min(delays) >= 0.5 * 1200 and max(delays) <= 1.5 * 1200
+    finally:
+        engine.dispose()
