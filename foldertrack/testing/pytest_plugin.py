@@ -20,6 +20,15 @@ from foldertrack.testing.fixtures_simulator import *  # noqa: F403
 from foldertrack.testing.webhook_receiver import webhook_receiver  # noqa: F401
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``-n 2 --dist loadgroup``), the tests that start ``foldertrack run`` processes
+    (marked ``slow``) run one at a time on one worker: two of them at once on two cores would time each
+    other out. The rest spread over the workers."""
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.xdist_group("processes"))
+
+
 def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, message: str = "condition"):
     """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` seconds."""
     from foldertrack.testing.harness import wait_until
