@@ -146,8 +146,8 @@ class TimerMixin:
             self.dispatcher.put(HierarchyChanged(state.mailbox, "poll"))
             if push.due(state.mailbox):  # renewal well before expiry, re-authorisation
                 self.dispatcher.put(SubscribeMailbox(state.mailbox, "renew"))
-        if state.next_safety == 0.0:  # the first at any point of a round: the steady rate from the start
-            state.next_safety = now + self.safety_round() * random.random()
+        if state.next_safety == 0.0:
+            state.next_safety = now + self._safety_delay()
         elif now >= state.next_safety:
             state.next_safety = now + self._safety_delay()
             self.dispatcher.put(HierarchyChanged(state.mailbox, "safety-net"))
