@@ -198,6 +198,9 @@ def setup_logging(level: str | int = "INFO", fmt: str = "text", *, stream: TextI
     root.setLevel(level.upper() if isinstance(level, str) else level)
     # Python warnings (urllib3's InsecureRequestWarning…) go through this handler too, never raw to stderr
     # where they would break JSON lines; each is logged once
+    # (off, then on: captureWarnings(True) does nothing when it believes it is on already, although
+    # something, e.g. a warnings.catch_warnings() block, may have put the original showwarning back)
+    logging.captureWarnings(False)
     logging.captureWarnings(True)
     warnings.simplefilter("once")
     # exchangelib logs request bodies at DEBUG (they carry the impersonation header, never the password);

@@ -9,6 +9,7 @@ count is read once from Exchange (``GetFolder`` ``TotalCount``) and stored, so `
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from exchangelib.folders import Folder
 from exchangelib.properties import FieldPath
@@ -25,18 +26,31 @@ log = logging.getLogger("foldertrack.watch")
 _TOTAL_COUNT = [FieldPath(field=Folder.get_field_by_fieldname("total_count"))]
 
 
-def backfilling(engine: Engine, connector: ExchangeConnector, mailbox: str, folder_id: str) -> bool:
-    """Whether the folder's next catch-up is (part of) its first sync; at its very start, note the total."""
+def backfilling(
+    engine: Engine,
+    connector: ExchangeConnector,
+    mailbox: str,
+    folder_id: str,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> bool:
+    """Whether the folder's next catch-up is (part of) its first sync; at its very start, note the total
+    (``on_error``: told when reading it fails, so the errors metric counts it)."""
     with engine.connect() as conn:
         row = store.folder(conn, mailbox, folder_id)
     if row is None:
         return False
     if row.sync_state is None and row.backfill_total is None:
-        _note_total(engine, connector, mailbox, folder_id)
+        _note_total(engine, connector, mailbox, folder_id, on_error)
     return row.sync_state is None or not row.backfill_done
 
 
-def _note_total(engine: Engine, connector: ExchangeConnector, mailbox: str, folder_id: str) -> None:
+def _note_total(
+    engine: Engine,
+    connector: ExchangeConnector,
+    mailbox: str,
+    folder_id: str,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> None:
     """Read the folder's item count from Exchange and store it; progress stays "so far" if that fails."""
     try:
         if hasattr(connector, "folder_total"):  # a mail source (Graph: the folder's totalItemCount)
@@ -45,7 +59,9 @@ def _note_total(engine: Engine, connector: ExchangeConnector, mailbox: str, fold
         else:
             account = connector.account(mailbox)
             (folder,) = GetFolder(account=account).call(
-                folders=[Folder(root=account.root, id=folder_id)], additional_fields=_TOTAL_COUNT, shape="IdOnly"
+                folders=[Folder(root=account.root, id=folder_id)],
+                additional_fields=_TOTAL_COUNT,
+                shape="IdOnly",
             )
             total = getattr(folder, "total_count", None)
         if isinstance(folder, Exception) or total is None:
@@ -56,5 +72,7 @@ def _note_total(engine: Engine, connector: ExchangeConnector, mailbox: str, fold
                 .where(tracked_folders.c.mailbox == mailbox, tracked_folders.c.folder_id == folder_id)
                 .values(backfill_total=int(total))
             )
-    except Exception as exc:  # advisory: the sync itself reports what matters
+    except Exception as exc:  # advisory: the sync goes on; the error is still counted, never silent
         log.debug("%s: folder item count for backfill progress unavailable: %s", mailbox, describe(exc))
+        if on_error is not None:
+            on_error(exc)

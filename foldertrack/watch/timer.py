@@ -17,6 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from foldertrack.ops.causes import classify
 from foldertrack.ops.health import started
 from foldertrack.retry import describe
 from foldertrack.state import watch_store as store
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
     from foldertrack.sync import SyncContext
     from foldertrack.watch.dispatcher import Dispatcher
+    from foldertrack.watch.observer import WatchObserver
     from foldertrack.watch.options import WatchOptions
     from foldertrack.watch.streaming import StreamGroup
 
@@ -53,6 +55,7 @@ class TimerMixin:
     _next_replay_check: float
     ready: threading.Event
     sync_context: SyncContext
+    observer: WatchObserver
 
     def _init_timer(self) -> None:
         """The timer's bookkeeping (call after the dispatcher is made, before any mailbox state exists)."""
@@ -207,7 +210,13 @@ class TimerMixin:
         """Whether the folder's next catch-up is (part of) its first sync: mails already there, not moves."""
         source = self.sync_context.mail_source()  # EWS: its connector; Graph: the source itself
         reader = self.connector if source.streams else source  # type: ignore[attr-defined]
-        return backfilling(self.engine, reader, mailbox, folder_id)
+        return backfilling(
+            self.engine,
+            reader,
+            mailbox,
+            folder_id,
+            lambda exc: self.observer.error(mailbox, "folder-count", classify(exc).code),
+        )
 
     def _safety_delay(self) -> float:
         """The safety-net interval, ±50 % at random, so a thousand mailboxes are not all re-synced at once
