@@ -47,7 +47,7 @@ BACKGROUND_REASONS = frozenset({"poll", "safety-net", "lease-acquired", "stream-
 #: The reason that starts a mailbox's takeover (fleet): its follow-up work is background work too.
 TAKEOVER_REASON = "lease-acquired"
 #: Reasons of work a notification asked for: never background, not even during a takeover.
-LIVE_REASONS = frozenset({"event", "folder-event", "folder-modified"})
+LIVE_REASONS = frozenset({"event", "folder-event", "folder-modified", "notification"})  # notification: Graph
 Event = FolderChanged | HierarchyChanged | SubscribeMailbox
 
 

@@ -119,14 +119,16 @@ class StreamCallbacksMixin:
                 self._set_mode(state, "polling", describe(exc))
             self._catch_up_mailbox(state, "stream-lost")
 
-    def _on_reissued(self, mailboxes: list[str]) -> None:
-        """We re-issued a stream to change its subscriptions: events in flight may be lost, folders catch up."""
+    def _on_reissued(self, mailboxes: list[str], reason: str = "stream-reissued") -> None:
+        """A stream's next request is open after a gap (we re-issued it to change its subscriptions:
+        ``stream-reissued``, background work; or it failed: ``stream-gap``): events the server wrote to the
+        old connection are lost, so the mailboxes' folders catch up."""
         for mailbox in mailboxes:
             with self._lock:
                 state = self._mailboxes.get(mailbox)
                 folder_ids = list(state.targets) if state else []
             for folder_id in folder_ids:
-                self.dispatcher.put(FolderChanged(mailbox, folder_id, "stream-reissued"))
+                self.dispatcher.put(FolderChanged(mailbox, folder_id, reason))
 
     def _on_subscriptions_lost(self, mailboxes: list[str], exc: BaseException) -> None:
         for mailbox in mailboxes:

@@ -80,7 +80,9 @@ class HeartbeatStreamingEvents(GetStreamingEvents):
         for chunk in response.iter_content(chunk_size=STREAM_READ_CHUNK):
             for document in splitter.feed(chunk):
                 try:
-                    _, soap_body = super(GetStreamingEvents, self)._get_soap_parts(DummyResponse(content=document))
+                    _, soap_body = super(GetStreamingEvents, self)._get_soap_parts(
+                        DummyResponse(content=document)
+                    )
                 except Exception:
                     response.close()
                     raise
@@ -108,7 +110,7 @@ class StreamGroup:
         on_stream_lost: Callable[[list[str], BaseException], None],
         on_subscriptions_lost: Callable[[list[str], BaseException], None],
         on_connected: Callable[[list[str]], None],
-        on_reissued: Callable[[list[str]], None],
+        on_reissued: Callable[[list[str], str], None],
         connection_timeout_minutes: int = 10,
         backoff: Backoff | None = None,
     ):
@@ -140,6 +142,9 @@ class StreamGroup:
         #: mailboxes whose events may have gone to a connection we closed or lost: they catch up once the
         #: next request is accepted (a catch-up started earlier cannot see events of the gap in between)
         self._catch_up_on_open: set[str] = set()
+        #: of those, the ones whose connection failed (not one we re-issued ourselves): their catch-up is
+        #: triggered work, never background
+        self._failed_gap: set[str] = set()
 
     # -- membership (called from workers) ------------------------------------------------------------------
 
@@ -158,6 +163,7 @@ class StreamGroup:
                 return
             if all(s.mailbox != removed.mailbox for s in self._subs.values()):
                 self._catch_up_on_open.discard(removed.mailbox)
+                self._failed_gap.discard(removed.mailbox)
             self._changed = True
             self._last_change = time.monotonic()
         self._interrupt()
@@ -257,7 +263,7 @@ class StreamGroup:
                 with self._lock:
                     for sub_id in lost:
                         self._subs.pop(sub_id, None)
-                self._gap_opened(subs)  # the ones still subscribed lost this connection too
+                self._gap_opened(subs, failed=True)  # the ones still subscribed lost this connection too
                 self.connected = False
                 self._on_subscriptions_lost(sorted({subs[i].mailbox for i in lost}), exc)
             finally:
@@ -270,7 +276,7 @@ class StreamGroup:
         """A dropped stream, a server error or a stall: catch up, back off, reconnect. True: stop."""
         if self._is_stopping():
             return True
-        self._gap_opened(subs)
+        self._gap_opened(subs, failed=not self._was_changed())
         if self._was_changed():
             # we closed it ourselves to add or remove a subscription: not a failure, but events the
             # server wrote to it from then on are lost: its mailboxes catch up once the next one is open
@@ -292,12 +298,15 @@ class StreamGroup:
                 self._lock.wait(delay)
         return False
 
-    def _gap_opened(self, subs: dict[str, Subscription]) -> None:
+    def _gap_opened(self, subs: dict[str, Subscription], failed: bool = False) -> None:
         """The connection carrying ``subs`` is gone: until the server holds the next one it may write their
         events to the dead socket (it has not noticed yet), so their mailboxes catch up once it is open."""
         with self._lock:
             live = {s.mailbox for s in self._subs.values()}
-            self._catch_up_on_open |= {s.mailbox for s in subs.values()} & live
+            gap = {s.mailbox for s in subs.values()} & live
+            self._catch_up_on_open |= gap
+            if failed:
+                self._failed_gap |= gap
 
     @staticmethod
     def _mixed_users_refused(
@@ -338,9 +347,13 @@ class StreamGroup:
             return
         with self._lock:
             gap = {s.mailbox for s in self._current.values()} & self._catch_up_on_open
+            failed = gap & self._failed_gap
             self._catch_up_on_open -= gap
-        if gap:
-            self._on_reissued(sorted(gap))
+            self._failed_gap -= gap
+        if gap - failed:
+            self._on_reissued(sorted(gap - failed), "stream-reissued")
+        if failed:
+            self._on_reissued(sorted(failed), "stream-gap")
         if self.failures == 0:
             self._on_connected(self._request_mailboxes())
 

@@ -50,7 +50,7 @@ def _group(connector: ExchangeConnector, recorder: Recorder) -> StreamGroup:
         on_stream_lost=lambda mailboxes, _e: recorder.record("lost", mailboxes),
         on_subscriptions_lost=lambda mailboxes, _e: recorder.record("subscriptions-lost", mailboxes),
         on_connected=lambda mailboxes: recorder.record("connected", mailboxes),
-        on_reissued=lambda mailboxes: recorder.record("catch-up", mailboxes),
+        on_reissued=lambda mailboxes, _reason: recorder.record("catch-up", mailboxes),
     )
 
 

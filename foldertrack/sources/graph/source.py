@@ -271,6 +271,25 @@ class GraphSource(MailSource):
                 moved.add(key)
         return moved
 
+    def stale_copies(self, engine: Engine, target: Target, departed: list[str]) -> set[int]:
+        """Ledger rows in other tracked folders of this mailbox, still marked present, of mails leaving
+        ``target``, whose message is no longer in that folder (one GET each, only for such departures): the
+        mail moved on from there too, that folder's delta has not caught up yet."""
+        rows: dict[int, tuple[str, str]] = {}
+        with engine.connect() as conn:
+            for item_id in departed:
+                entry = store.ledger_by_item(conn, target.mailbox, target.folder_id, item_id)
+                if entry is None or entry.state != "present":
+                    continue
+                for other in store.present_entries(conn, entry.activity_key):
+                    if other.mailbox == target.mailbox and other.folder_id != target.folder_id:
+                        rows[other.id] = (other.item_id, other.folder_id)
+        return {
+            row_id
+            for row_id, (item, folder) in rows.items()
+            if not self._still_in(target.mailbox, item, folder)
+        }
+
     def _still_in(self, mailbox: str, item_id: str, folder_id: str) -> bool:
         try:
             body = self.client.get(
