@@ -83,6 +83,47 @@ class SubscriptionStore(Protocol):
         ...
 
 
+class _Subscriptions(dict[str, "StoredSubscription"]):
+    """Subscription id → subscription, with an index by mailbox: the timer asks every mailbox whether one is
+    due, and a lookup by mailbox must not walk every subscription (50,000 at 10,000 mailboxes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_mailbox: dict[str, set[str]] = {}
+
+    def __setitem__(self, sub_id: str, sub: StoredSubscription) -> None:
+        old = self.get(sub_id)
+        if old is not None:
+            self._unindex(old)
+        super().__setitem__(sub_id, sub)
+        self._by_mailbox.setdefault(sub.mailbox, set()).add(sub_id)
+
+    def __delitem__(self, sub_id: str) -> None:
+        self._unindex(self[sub_id])
+        super().__delitem__(sub_id)
+
+    def pop(self, sub_id: str, default: StoredSubscription | None = None) -> StoredSubscription | None:  # type: ignore[override]
+        sub = super().pop(sub_id, None)
+        if sub is None:
+            return default
+        self._unindex(sub)
+        return sub
+
+    def clear(self) -> None:
+        super().clear()
+        self._by_mailbox.clear()
+
+    def of(self, mailbox: str) -> list[StoredSubscription]:
+        return [self[i] for i in self._by_mailbox.get(mailbox, ())]
+
+    def _unindex(self, sub: StoredSubscription) -> None:
+        ids = self._by_mailbox.get(sub.mailbox)
+        if ids is not None:
+            ids.discard(sub.id)
+            if not ids:
+                del self._by_mailbox[sub.mailbox]
+
+
 class GraphPush:
     """Subscriptions and their listener. ``notification_url`` is the public HTTPS URL a reverse proxy
     forwards to the listener at ``host:port``; None uses the listener's own URL (loopback: tests, demo).
@@ -110,7 +151,7 @@ class GraphPush:
         )
         self._url = notification_url
         self._lock = threading.Lock()
-        self._subs: dict[str, StoredSubscription] = {}  # subscription id -> sub
+        self._subs = _Subscriptions()  # subscription id -> sub, indexed by mailbox
         self._swept = False
 
     @property
@@ -147,7 +188,7 @@ class GraphPush:
             self._sweep_orphans()
             self._reconcile(mailbox, folder_ids)
         with self._lock:
-            mine = [s for s in self._subs.values() if s.mailbox == mailbox]
+            mine = self._subs.of(mailbox)
         have = {s.folder_id for s in mine}
         for sub in mine:
             if sub.folder_id not in folder_ids:
@@ -168,7 +209,7 @@ class GraphPush:
         """Whether a subscription of the mailbox needs renewal or re-authorisation (the timer asks)."""
         now = _now()
         with self._lock:
-            return any(s.mailbox == mailbox.lower() and self._is_due(s, now) for s in self._subs.values())
+            return any(self._is_due(s, now) for s in self._subs.of(mailbox.lower()))
 
     def _is_due(self, sub: StoredSubscription, now: dt.datetime) -> bool:
         return sub.reauthorize or sub.expires_at - now < self.renew_before
@@ -176,7 +217,7 @@ class GraphPush:
     def drop(self, mailbox: str) -> None:
         """The mailbox is no longer watched here: delete its subscriptions (and their rows)."""
         with self._lock:
-            mine = [s for s in self._subs.values() if s.mailbox == mailbox.lower()]
+            mine = self._subs.of(mailbox.lower())
             for sub in mine:
                 del self._subs[sub.id]
         for sub in mine:
@@ -186,11 +227,8 @@ class GraphPush:
     def subscriptions(self, mailbox: str | None = None) -> dict[str, str]:
         """Subscription id → folder id (of ``mailbox``, or all): for status and tests."""
         with self._lock:
-            return {
-                s.id: s.folder_id
-                for s in self._subs.values()
-                if mailbox is None or s.mailbox == mailbox.lower()
-            }
+            subs = self._subs.values() if mailbox is None else self._subs.of(mailbox.lower())
+            return {s.id: s.folder_id for s in subs}
 
     def _expiry(self) -> str:
         when = _now() + self.lifetime
@@ -285,7 +323,7 @@ class GraphPush:
         assert self.store is not None
         rows = {r.id: r for r in self.store.load(mailbox)}
         with self._lock:
-            for sub_id in [i for i, s in self._subs.items() if s.mailbox == mailbox and i not in rows]:
+            for sub_id in [s.id for s in self._subs.of(mailbox) if s.id not in rows]:
                 del self._subs[sub_id]
             fresh = [r for r in rows.values() if r.id not in self._subs or r.instance != self.store.instance]
         for row in fresh:
