@@ -41,13 +41,13 @@ def fleet(simulator_factory, postgres_url, tmp_path) -> Iterator[tuple]:
     engine = open_database(postgres_url)
     procs: list[WatcherProcess] = []
 
-    def spawn(name: str) -> WatcherProcess:
+    def spawn(name: str, ttl: float = TTL) -> WatcherProcess:
         config = write_config(
             tmp_path / f"{name}.toml",
             endpoint=sim.url,
             database_url=postgres_url,
             rules_dir=rules_dir,
-            watch={"lease_ttl": f"{TTL:g}s"},
+            watch={"lease_ttl": f"{ttl:g}s"},
         )
         proc = WatcherProcess(config, tmp_path / f"{name}.log", extra_env={"FOLDERTRACK_INSTANCE": name})
         procs.append(proc.start())
@@ -132,16 +132,19 @@ def test_kill_9_of_a_watcher_moves_its_mailboxes_and_nothing_is_lost_or_doubled(
 
 def test_a_rolling_restart_moves_mailboxes_in_seconds_and_loses_nothing(fleet):
     sim, engine, spawn = fleet
-    procs = {name: spawn(name) for name in ("a", "b", "c")}
+    ttl = 12.0  # a lease left to expire (at least two thirds of this) could never pass for one handed back
+    procs = {name: spawn(name, ttl) for name in ("a", "b", "c")}
     wait_until(lambda: split_over(engine, list(procs)), 30, "split over three watchers")
     for round_no, name in enumerate(("a", "b", "c")):
         leaving = procs.pop(name)
         started = time.monotonic()
         assert leaving.terminate() == 0
-        wait_until(lambda: split_over(engine, list(procs)), 10, f"the others holding all after {name} left")
-        assert time.monotonic() - started < TTL  # handed over, not expired
+        wait_until(
+            lambda: split_over(engine, list(procs)), ttl / 2, f"the others holding all after {name} left"
+        )
+        assert time.monotonic() - started < ttl / 2  # handed over at SIGTERM, never left to expire
         deliver(sim, f"round{round_no}")
-        procs[f"{name}2"] = spawn(f"{name}2")
+        procs[f"{name}2"] = spawn(f"{name}2", ttl)
         wait_until(lambda: split_over(engine, list(procs)), 30, "split again with the replacement")
     n = 6 * 3
     wait_tracked(engine, n, list(procs.values()))
