@@ -16,7 +16,10 @@ class FolderChanged:
 
     mailbox: str
     folder_id: str
-    reason: str  # "event", "poll", "safety-net", "resubscribed", "stream-lost", "backfill", "retry"
+    #: "event", "notification" (Graph), "poll", "safety-net", "resubscribed", "stream-lost", "stream-gap" (the
+    #: next request after a lost stream is open), "stream-reissued" (after we re-issued it), "retry"…;
+    #: which are background work: ``watch.dispatcher.BACKGROUND_REASONS``
+    reason: str
 
 
 @dataclass(frozen=True)
