@@ -57,7 +57,18 @@ def stale_copies(engine: Engine, target: Target, account: Account, departed: Ite
     not caught up yet. Without this, leaving an ``on_leave: untrack`` folder would look like "still in
     another tracked folder" and the mail would never be untracked (asked in one GetItem, before the page's
     write transaction, and only for keys this folder would untrack)."""
-    rows: dict[str, int] = {}
+    rows = present_elsewhere(engine, target, departed)
+    if not rows:
+        return set()
+    there = still_there(account, [item_id for item_id, _ in rows.values()])
+    return {row_id for row_id, (item_id, _) in rows.items() if item_id not in there}
+
+
+def present_elsewhere(engine: Engine, target: Target, departed: Iterable[str]) -> dict[int, tuple[str, str]]:
+    """Ledger rows still marked present in other folders of ``target``'s mailbox for the mails now leaving
+    ``target``: row id → (item id, folder id). Whether each item is really still there is the source's
+    question (EWS: one GetItem; Graph: the message's parent folder)."""
+    rows: dict[int, tuple[str, str]] = {}
     with engine.connect() as conn:
         for item_id in departed:
             entry = store.ledger_by_item(conn, target.mailbox, target.folder_id, item_id)
@@ -65,11 +76,8 @@ def stale_copies(engine: Engine, target: Target, account: Account, departed: Ite
                 continue
             for other in store.present_entries(conn, entry.activity_key):
                 if other.mailbox == target.mailbox and other.folder_id != target.folder_id:
-                    rows[other.item_id] = other.id
-    if not rows:
-        return set()
-    there = still_there(account, list(rows))
-    return {row_id for item_id, row_id in rows.items() if item_id not in there}
+                    rows[other.id] = (other.item_id, other.folder_id)
+    return rows
 
 
 def arrived_earlier(conn: Connection, current, target: Target, key: str, arrived_at: datetime | None) -> bool:

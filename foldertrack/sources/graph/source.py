@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode
 
 from sqlalchemy import Engine, select
 
+from foldertrack import copies
 from foldertrack.exchange.bounds import bounded
 from foldertrack.exchange.hierarchy import FolderNode, FolderTree
 from foldertrack.model import Activity, RecordRef
@@ -272,18 +273,9 @@ class GraphSource(MailSource):
         return moved
 
     def stale_copies(self, engine: Engine, target: Target, departed: list[str]) -> set[int]:
-        """Ledger rows in other tracked folders of this mailbox, still marked present, of mails leaving
-        ``target``, whose message is no longer in that folder (one GET each, only for such departures): the
-        mail moved on from there too, that folder's delta has not caught up yet."""
-        rows: dict[int, tuple[str, str]] = {}
-        with engine.connect() as conn:
-            for item_id in departed:
-                entry = store.ledger_by_item(conn, target.mailbox, target.folder_id, item_id)
-                if entry is None or entry.state != "present":
-                    continue
-                for other in store.present_entries(conn, entry.activity_key):
-                    if other.mailbox == target.mailbox and other.folder_id != target.folder_id:
-                        rows[other.id] = (other.item_id, other.folder_id)
+        """Rows of mails leaving ``target`` still marked present in another tracked folder whose message is
+        no longer there (one GET each, only for such departures): that folder's delta is behind."""
+        rows = copies.present_elsewhere(engine, target, departed)
         return {
             row_id
             for row_id, (item, folder) in rows.items()
