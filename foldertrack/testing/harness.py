@@ -177,6 +177,36 @@ def wait_until(
         time.sleep(interval)
 
 
+def wait_tracked_where_they_ended(
+    engine, expected: dict[str, str | None], timeout: float = 60.0, log: Callable[[], str] | None = None
+) -> None:
+    """Exactly once, nothing lost: wait until the activities are ``expected`` (subject → regarding id),
+    then check there is one activity and one present ledger row per mail. On timeout say which mails are
+    not where they ended (and ``log()``, e.g. a child process's log)."""
+    from sqlalchemy import func
+
+    from foldertrack.state.schema import ledger
+
+    def regarding() -> dict:
+        with engine.connect() as conn:
+            return dict(conn.execute(select(activities.c.subject, activities.c.regarding_id)).all())
+
+    try:
+        wait_until(lambda: regarding() == expected, timeout, "every mail tracked where it ended")
+    except AssertionError:
+        rows = regarding()
+        diff = {s: (rows.get(s), r) for s, r in expected.items() if rows.get(s) != r}
+        raise AssertionError(f"not where they ended (have, want): {diff}\n{log() if log else ''}") from None
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(activities)).scalar_one() == len(expected)
+        present = conn.execute(
+            select(ledger.c.mail_key, func.count())
+            .where(ledger.c.state == "present")
+            .group_by(ledger.c.mail_key)
+        ).all()
+    assert len(present) == len(expected) and all(n == 1 for _, n in present)
+
+
 def options_for_tests(**overrides: Any) -> dict[str, Any]:
     base = dict(
         poll_interval=1.0,

@@ -15,8 +15,8 @@ from foldertrack.simulator import MailSpec
 from foldertrack.simulator.identity import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT
 from foldertrack.state.database import open_database, upgrade_database
 from foldertrack.state.records import RecordDirectory
-from foldertrack.state.schema import activities, graph_subscriptions, ledger, subscription_health
-from foldertrack.testing.harness import wait_until
+from foldertrack.state.schema import activities, graph_subscriptions, subscription_health
+from foldertrack.testing.harness import wait_tracked_where_they_ended, wait_until
 from foldertrack.testing.process import WatcherProcess
 
 ALICE = "alice@example.com"
@@ -140,28 +140,7 @@ def test_kill_9_with_change_notifications_loses_doubles_and_leaks_nothing(
                 conn.execute(subscription_health.update().values(mode="stopped"))
         process.start()
 
-        def done() -> bool:
-            with engine.connect() as conn:
-                rows = dict(conn.execute(select(activities.c.subject, activities.c.regarding_id)).all())
-            return rows == expected
-
-        try:
-            wait_until(done, 60, "every mail tracked where it ended")
-        except AssertionError:
-            with engine.connect() as conn:
-                rows = dict(conn.execute(select(activities.c.subject, activities.c.regarding_id)).all())
-            diff = {s: (rows.get(s), r) for s, r in expected.items() if rows.get(s) != r}
-            raise AssertionError(
-                f"not where they ended (have, want): {diff}\n{process.log()[-3000:]}"
-            ) from None
-        with engine.connect() as conn:
-            assert conn.execute(select(func.count()).select_from(activities)).scalar_one() == len(expected)
-            present = conn.execute(
-                select(ledger.c.mail_key, func.count())
-                .where(ledger.c.state == "present")
-                .group_by(ledger.c.mail_key)
-            ).all()
-        assert len(present) == len(expected) and all(n == 1 for _, n in present)
+        wait_tracked_where_they_ended(engine, expected, log=lambda: process.log()[-3000:])
         wait_until(notified, 10, "the last run on change notifications")
         # the restarts reused what the killed processes left: one subscription per folder, ever
         assert seen[0] == seen[1] == live() == stored() and len(live()) == tracked

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from foldertrack.simulator import MailSpec
-from foldertrack.state.schema import activities, ledger, subscription_health, tracked_folders
+from foldertrack.state.schema import ledger, subscription_health, tracked_folders
 from foldertrack.testing.graph_watch import GraphHarness
-from foldertrack.testing.harness import Harness, options_for_tests, wait_until
+from foldertrack.testing.harness import Harness, options_for_tests, wait_tracked_where_they_ended, wait_until
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -268,26 +268,7 @@ debounce = "20ms"
                 conn.execute(subscription_health.update().values(mode="stopped"))
         process.start()
 
-        def done() -> bool:
-            with engine.connect() as conn:
-                rows = dict(conn.execute(select(activities.c.subject, activities.c.regarding_id)).all())
-            return rows == expected
-
-        try:
-            wait_until(done, 60, "every mail tracked where it ended")
-        except AssertionError:
-            with engine.connect() as conn:
-                rows = dict(conn.execute(select(activities.c.subject, activities.c.regarding_id)).all())
-            diff = {s: (rows.get(s), r) for s, r in expected.items() if rows.get(s) != r}
-            raise AssertionError(f"not where they ended (have, want): {diff}") from None
-        with engine.connect() as conn:
-            assert conn.execute(select(func.count()).select_from(activities)).scalar_one() == len(expected)
-            present = conn.execute(
-                select(ledger.c.mail_key, func.count())
-                .where(ledger.c.state == "present")
-                .group_by(ledger.c.mail_key)
-            ).all()
-        assert len(present) == len(expected) and all(n == 1 for _, n in present)
+        wait_tracked_where_they_ended(engine, expected)
     finally:
         process.close()
         engine.dispose()
