@@ -26,19 +26,9 @@ from foldertrack.testing.graph_watch import graph_options, graph_source
 from foldertrack.testing.harness import SERVICE_ACCOUNT, SERVICE_PASSWORD, Harness, options_for_tests
 from foldertrack.testing.recording_sink import RecordingSink
 from foldertrack.watch.daemon import Watcher, WatchOptions
+from tests.delivery.test_feedback import ALICE, CONTOSO, FABRIKAM, RECORDS, RULES
 
-ALICE = "alice@example.com"
-CONTOSO = "Inbox/Customers/Contoso"
-FABRIKAM = "Inbox/Customers/Fabrikam"
 TRACKED = "Tracked to CRM"
-RULES = f"""
-mailboxes:
-  - addresses: [{ALICE}]
-    folders:
-      {CONTOSO}: account:acc-contoso
-      {FABRIKAM}: account:acc-fabrikam
-"""
-RECORDS = "type,id,name,number,emails\naccount,acc-contoso,Contoso,,\naccount,acc-fabrikam,Fabrikam,,\n"
 FAST = DeliveryOptions(workers=2, initial_backoff=0.05, max_backoff=0.5, scan_interval=0.2)
 
 
