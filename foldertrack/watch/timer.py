@@ -150,7 +150,7 @@ class TimerMixin:
             if push.due(state.mailbox):  # renewal well before expiry, re-authorisation
                 self.dispatcher.put(SubscribeMailbox(state.mailbox, "renew"))
         if state.next_safety == 0.0:
-            state.next_safety = now + self._safety_delay()
+            state.next_safety = now + self._safety_delay(first=True)
         elif now >= state.next_safety:
             state.next_safety = now + self._safety_delay()
             self.dispatcher.put(HierarchyChanged(state.mailbox, "safety-net"))
@@ -218,10 +218,12 @@ class TimerMixin:
             lambda exc: self.observer.error(mailbox, "folder-count", classify(exc).code),
         )
 
-    def _safety_delay(self) -> float:
+    def _safety_delay(self, *, first: bool = False) -> float:
         """The safety-net interval, ±50 % at random, so a thousand mailboxes are not all re-synced at once
-        (a mail moved meanwhile would wait behind thousands of syncs)."""
-        return self.safety_round() * random.uniform(0.5, 1.5)
+        (a mail moved meanwhile would wait behind thousands of syncs). A mailbox's first one comes anywhere
+        in the first round: the mailboxes watched from one moment on (start-up, a takeover) start their
+        safety nets at the steady rate at once, instead of none for half a round, then a burst."""
+        return self.safety_round() * (random.uniform(0.0, 1.0) if first else random.uniform(0.5, 1.5))
 
     def safety_round(self) -> float:
         """How long a safety-net round of every mailbox takes: ``safety_sync_interval``, or longer when the

@@ -5,6 +5,7 @@ timer with ``_tick(now)`` and reads the dispatcher's queue."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -29,11 +30,22 @@ def watcher(database_url, tmp_path) -> Iterator[Watcher]:
         engine.dispose()
 
 
-def _streaming(w: Watcher, count: int) -> None:
+@pytest.fixture
+def t0() -> float:
+    """The tests' "now": the watcher's own clock (the start deadline counts from ``time.monotonic()``), not a
+    constant, which a machine up for less than that would be behind."""
+    return time.monotonic()
+
+
+def _streaming(w: Watcher, count: int, *, safety_drawn: bool = False) -> None:
+    """``count`` streaming mailboxes; their safety nets far away (a first one can come any time in the first
+    round: tests about other periodic work must not meet one) unless ``safety_drawn``."""
     with w._lock:
         for n in range(count):
             state = w._state_for(f"user{n}@example.com")
             state.resolved, state.mode, state.subscription_id = True, "streaming", f"sub{n}"
+            if not safety_drawn:
+                state.next_safety = float("inf")
 
 
 def _health_writes(w: Watcher) -> list[int]:
@@ -52,19 +64,19 @@ def _queued(w: Watcher) -> list[tuple[str, ...]]:
     return sorted(w.dispatcher._due)
 
 
-def test_a_tick_writes_only_the_health_rows_that_changed(watcher):
+def test_a_tick_writes_only_the_health_rows_that_changed(watcher, t0):
     _streaming(watcher, MAILBOXES)
-    watcher._tick(1000.0)
+    watcher._tick(t0)
     with watcher.engine.connect() as conn:
         rows = conn.execute(select(subscription_health.c.mailbox, subscription_health.c.mode)).all()
     assert len(rows) == MAILBOXES and {mode for _, mode in rows} == {"streaming"}
 
     writes = _health_writes(watcher)
-    watcher._tick(1000.2)
+    watcher._tick(t0 + 0.2)
     assert writes == []  # nothing changed: no statement at all
 
     watcher.mailbox_state("user7@example.com").last_error = "subscription lost: ErrorExpiredSubscription"
-    watcher._tick(1000.4)
+    watcher._tick(t0 + 0.4)
     assert sum(writes) == 1 and len(writes) == 1  # one row, one statement
     with watcher.engine.connect() as conn:
         error = conn.execute(
@@ -75,30 +87,30 @@ def test_a_tick_writes_only_the_health_rows_that_changed(watcher):
     assert error == "subscription lost: ErrorExpiredSubscription"
 
 
-def test_assigning_an_unchanged_value_is_no_change(watcher):
+def test_assigning_an_unchanged_value_is_no_change(watcher, t0):
     _streaming(watcher, 3)
-    watcher._tick(1000.0)
+    watcher._tick(t0)
     version = watcher.changes.version
     state = watcher.mailbox_state("user1@example.com")
     state.failing, state.resolved, state.mode = False, True, "streaming"  # what every sync and resolve does
     assert watcher.changes.version == version and watcher.changes.drain() == set()
 
 
-def test_many_changed_mailboxes_are_written_in_one_statement(watcher):
+def test_many_changed_mailboxes_are_written_in_one_statement(watcher, t0):
     _streaming(watcher, MAILBOXES)
     writes = _health_writes(watcher)
-    watcher._tick(1000.0)
+    watcher._tick(t0)
     assert len(writes) == 1 and writes[0] == MAILBOXES
 
 
-def test_a_backlog_change_is_written_for_that_mailbox_only(watcher):
+def test_a_backlog_change_is_written_for_that_mailbox_only(watcher, t0):
     from foldertrack.watch.events import FolderChanged
 
     _streaming(watcher, MAILBOXES)
-    watcher._tick(1000.0)
+    watcher._tick(t0)
     writes = _health_writes(watcher)
     watcher.dispatcher.put(FolderChanged("user3@example.com", "f1", "event"))
-    watcher._tick(1000.2)
+    watcher._tick(t0 + 0.2)
     assert writes == [1]
     with watcher.engine.connect() as conn:
         backlog = conn.execute(
@@ -107,9 +119,9 @@ def test_a_backlog_change_is_written_for_that_mailbox_only(watcher):
     assert backlog == 1
 
 
-def test_a_tick_with_nothing_due_looks_at_no_mailbox(watcher, monkeypatch):
+def test_a_tick_with_nothing_due_looks_at_no_mailbox(watcher, monkeypatch, t0):
     _streaming(watcher, MAILBOXES)
-    watcher._tick(1000.0)  # new states: each looked at once (its first safety-net time is drawn)
+    watcher._tick(t0)  # new states: each looked at once (and put in the heap of due times)
     looked: list[str] = []
     original = type(watcher)._look
 
@@ -119,18 +131,18 @@ def test_a_tick_with_nothing_due_looks_at_no_mailbox(watcher, monkeypatch):
 
     monkeypatch.setattr(type(watcher), "_look", look)
     for n in range(1, 20):
-        watcher._tick(1000.0 + n * 0.2)
+        watcher._tick(t0 + n * 0.2)
     assert looked == []
     assert len(watcher._look_at) == MAILBOXES  # each waits in the heap for its safety net
 
 
-def test_the_safety_net_runs_for_due_mailboxes_only(watcher):
-    _streaming(watcher, 50)
+def test_the_safety_net_runs_for_due_mailboxes_only(watcher, t0):
+    _streaming(watcher, 50, safety_drawn=True)
     with watcher._lock:
         for n in range(50):
             state = watcher.mailbox_state(f"user{n}@example.com")
             state.targets = {"f1": object()}  # type: ignore[dict-item]
-    watcher._tick(1000.0)
+    watcher._tick(t0)
     soonest = min(s.next_safety for s in watcher.mailbox_states())
     due = [s.mailbox for s in watcher.mailbox_states() if s.next_safety == soonest]
     watcher._tick(soonest)
@@ -138,42 +150,42 @@ def test_the_safety_net_runs_for_due_mailboxes_only(watcher):
     assert all(r == ["safety-net"] for r in watcher.dispatcher._reasons.values())
 
 
-def test_a_mailbox_that_starts_polling_is_polled_at_its_poll_time(watcher):
+def test_a_mailbox_that_starts_polling_is_polled_at_its_poll_time(watcher, t0):
     _streaming(watcher, MAILBOXES)
-    watcher._tick(1000.0)
+    watcher._tick(t0)
     state = watcher.mailbox_state("user5@example.com")
     with watcher._lock:
         state.targets = {"f1": object(), "f2": object()}  # type: ignore[dict-item]
-        state.mode, state.subscription_id, state.next_poll = "polling", None, 1010.0
-    watcher._tick(1000.2)
+        state.mode, state.subscription_id, state.next_poll = "polling", None, t0 + 10
+    watcher._tick(t0 + 0.2)
     assert _queued(watcher) == []  # not due yet
-    watcher._tick(1010.0)
+    watcher._tick(t0 + 10)
     assert _queued(watcher) == [
         ("subscribe", "user5@example.com"),
         ("sync", "user5@example.com", "f1"),
         ("sync", "user5@example.com", "f2"),
     ]
-    assert state.next_poll == 1010.0 + watcher.options.poll_interval
+    assert state.next_poll == t0 + 10 + watcher.options.poll_interval
     assert watcher._look_at["user5@example.com"][0] == state.next_poll  # next poll from the heap, no scan
 
 
-def test_the_heap_of_due_times_does_not_grow_with_changes(watcher):
+def test_the_heap_of_due_times_does_not_grow_with_changes(watcher, t0):
     _streaming(watcher, MAILBOXES)
-    watcher._tick(1000.0)
+    watcher._tick(t0)
     state = watcher.mailbox_state("user9@example.com")
     for n in range(1, 2000):  # a busy mailbox: an error, then fine again, tick after tick
         state.last_error = None if n % 2 else f"error {n}"
-        watcher._tick(1000.0 + n * 0.2)
+        watcher._tick(t0 + n * 0.2)
     assert len(watcher._looks) <= 4 * MAILBOXES  # stale entries are dropped, not kept per change
     assert len(watcher._look_at) == MAILBOXES
 
 
-def test_the_start_deadline_looks_only_at_mailboxes_still_starting(watcher):
+def test_the_start_deadline_looks_only_at_mailboxes_still_starting(watcher, t0):
     _streaming(watcher, MAILBOXES)
     with watcher._lock:
         late = watcher._state_for("late@example.com")  # resolved, never subscribed
     late.resolved, late.watch_ids = True, frozenset({"f1"})
-    watcher._tick(1000.0)
+    watcher._tick(t0)
     assert set(watcher._starting) == {"late@example.com"}  # the started ones are forgotten
     since = watcher._starting["late@example.com"][1]
     watcher._next_start_check = 0.0
@@ -219,5 +231,9 @@ def test_a_safety_net_round_grows_with_the_folders_instead_of_its_cpu(database_u
         assert w.safety_round() == MAILBOXES * 6 / 1.0
         delays = [w._safety_delay() for _ in range(200)]
         assert min(delays) >= 0.5 * 1200 and max(delays) <= 1.5 * 1200
+        # a mailbox's first safety net comes within the first round, spread over it: the safety net runs at
+        # its steady rate from the start (no idle half round, then a burst)
+        firsts = [w._safety_delay(first=True) for _ in range(2000)]
+        assert 0 <= min(firsts) < 0.1 * 1200 and 0.9 * 1200 < max(firsts) <= 1200
     finally:
         engine.dispose()
