@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 
 from foldertrack.errors import LeaseLostError
 from foldertrack.fleet import LeaseKeeper, assert_fenced
+from foldertrack.watch.dispatcher import RESUME_REASON, TAKEOVER_REASON
 from foldertrack.watch.events import HierarchyChanged
 from foldertrack.watch.mailbox import MailboxState
 
@@ -97,8 +98,10 @@ class LeasesMixin:
             state.rules = for_mailbox or state.rules
         log.info("%s: lease acquired (epoch %d): watching it", mailbox, epoch)
         # a takeover's resolve, subscription and catch-ups are background work: moves in the mailboxes
-        # already watched go first (watch/dispatcher.py)
-        self.dispatcher.put(HierarchyChanged(mailbox, "lease-acquired"), delay=0.0)
+        # already watched go first; a mailbox watched before (epoch > 1: its cursors are committed) has its
+        # catch-up right after its subscription (watch/dispatcher.py)
+        reason = RESUME_REASON if epoch > 1 else TAKEOVER_REASON
+        self.dispatcher.put(HierarchyChanged(mailbox, reason), delay=0.0)
 
     def _lease_lost(self, mailbox: str) -> None:
         with self._lock:

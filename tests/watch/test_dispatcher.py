@@ -88,15 +88,71 @@ def test_a_takeover_ends_when_its_mailbox_has_no_work_left():
     dispatcher = Dispatcher(lambda key, reasons, first: None, workers=1, debounce=0.0)
     dispatcher.put(HierarchyChanged("new@x", "lease-acquired"), delay=0.0)
     dispatcher.put(FolderChanged("new@x", "f", "resolved"))
-    assert dispatcher._queued_in[("sync", "new@x", "f")] is True  # background while taken over
+    assert dispatcher._queued_in[("sync", "new@x", "f")][0] is True  # background while taken over
     dispatcher.start()
     try:
         wait_until(dispatcher.idle, 5, "takeover done")
         dispatcher.put(FolderChanged("new@x", "f", "resolved"))
-        assert dispatcher._queued_in.get(("sync", "new@x", "f")) in (False, None)  # ordinary work again
+        queued = dispatcher._queued_in.get(("sync", "new@x", "f"))
+        assert queued is None or queued[0] is False  # ordinary work again
         wait_until(dispatcher.idle, 5, "done")
     finally:
         dispatcher.stop()
+
+
+def _takeover_order(reason: str) -> list[tuple[str, list[str]]]:
+    """What one worker runs when three mailboxes are taken over with ``reason`` and each resolve queues the
+    subscription, whose success queues the mailbox's catch-up (as watch/subscribing.py does)."""
+    ran: list[tuple[str, list[str]]] = []
+    dispatcher: Dispatcher
+
+    def handler(key, reasons, first_trigger):
+        ran.append(("/".join(key[:1] + key[2:]) + " " + key[1], list(reasons)))
+        if key[0] == "hierarchy" and reason in reasons:  # the resolve
+            dispatcher.put(SubscribeMailbox(key[1], "resolved"))
+        elif key[0] == "subscribe":
+            dispatcher.put(HierarchyChanged(key[1], "resubscribed"), delay=0.0)
+            for folder in ("f", "g"):
+                dispatcher.put(FolderChanged(key[1], folder, "resubscribed"))
+
+    dispatcher = Dispatcher(handler, workers=1, debounce=0.0)
+    for n in range(3):
+        dispatcher.put(HierarchyChanged(f"m{n}@x", reason), delay=0.0)
+    dispatcher.start()
+    try:
+        wait_until(lambda: dispatcher.idle() and len(ran) == 15, 5, "takeover done")
+    finally:
+        dispatcher.stop()
+    return ran
+
+
+def test_a_resumed_takeover_catches_each_mailbox_up_right_after_its_subscription():
+    """Mails moved while nobody watched a mailbox are found by the catch-up its subscription queues: in a
+    takeover of mailboxes watched before (cursors committed: the catch-ups read only what changed), that
+    catch-up goes before the next mailbox's resolve, so the first mailboxes' mails are in the CRM within
+    seconds instead of after every mailbox is subscribed."""
+    ran = [name for name, _ in _takeover_order("lease-resumed")]
+    assert ran == [
+        step
+        for n in range(3)
+        for step in (
+            f"hierarchy m{n}@x",
+            f"subscribe m{n}@x",
+            f"hierarchy m{n}@x",
+            f"sync/f m{n}@x",
+            f"sync/g m{n}@x",
+        )
+    ], ran
+
+
+def test_a_first_claim_subscribes_every_mailbox_before_the_catch_ups():
+    """A new fleet's first catch-ups are backfills (every mail already in the folders): subscriptions first,
+    so every mailbox is live before the long reads start."""
+    ran = [name for name, _ in _takeover_order("lease-acquired")]
+    assert ran[:6] == [f"{kind} m{n}@x" for n in range(3) for kind in ("hierarchy", "subscribe")], ran
+    assert sorted(ran[6:]) == sorted(
+        f"{kind} m{n}@x" for n in range(3) for kind in ("hierarchy", "sync/f", "sync/g")
+    )
 
 
 def _walk(dispatcher: Dispatcher) -> dict[str, int]:
@@ -139,7 +195,10 @@ def test_the_backlog_count_equals_a_walk_after_random_put_take_and_reschedule():
                 )
             elif kind < 0.8:
                 dispatcher.put(
-                    HierarchyChanged(mailbox, rng.choice(["folder-event", "lease-acquired"])), delay=0.0
+                    HierarchyChanged(
+                        mailbox, rng.choice(["folder-event", "lease-acquired", "lease-resumed"])
+                    ),
+                    delay=0.0,
                 )
             else:
                 dispatcher.put(SubscribeMailbox(mailbox, "start"))
@@ -153,7 +212,7 @@ def test_the_backlog_count_equals_a_walk_after_random_put_take_and_reschedule():
     finally:
         dispatcher.stop()
     assert dispatcher.backlog() == {} and dispatcher.backlog_total() == 0
-    assert dispatcher._takeovers == set()
+    assert dispatcher._takeovers == {}
     assert set(changed) <= set(mailboxes) and changed
 
 
