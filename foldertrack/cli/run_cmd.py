@@ -10,6 +10,7 @@ import contextlib
 import faulthandler
 import logging
 import signal
+import threading
 from dataclasses import replace
 
 import click
@@ -93,6 +94,16 @@ def run(
         ctx.invoke(preview, config_path=config_path, database_url=database_url)
         return
     setup_logging("DEBUG" if ctx.meta.get("foldertrack.debug") else log_level.upper(), log_format)
+    # a stop asked for while starting (a deploy's restart, systemd stopping us during migrations) is noted
+    # and honoured once the supervisor exists: a clean exit, not death by the signal's default action
+    stop_early = threading.Event()
+
+    def on_stop_early(signum, _frame):
+        log.info("%s received while starting: stopping once started", signal.Signals(signum).name)
+        stop_early.set()
+
+    signal.signal(signal.SIGTERM, on_stop_early)
+    signal.signal(signal.SIGINT, on_stop_early)
     # systemd's watchdog kills with SIGABRT: leave every thread's stack in the journal to show the wedge
     with contextlib.suppress(OSError, ValueError):  # stderr without a file descriptor (CliRunner)
         faulthandler.enable(all_threads=True)
@@ -121,6 +132,8 @@ def run(
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, lambda *_: supervisor.request_reload())
+    if stop_early.is_set():
+        supervisor.request_stop()
     log.info(
         "foldertrack running: %s, rules in %s, database %s%s",
         config.exchange.endpoint,

@@ -83,3 +83,33 @@ def test_run_serves_metrics_and_health_and_logs_json(simulator_factory, tmp_path
     (tracked,) = [line for line in lines if "tracked" in line["message"] and "counted" in line["message"]]
     assert tracked["mailbox"] == MAILBOX and tracked["folder"] == "Inbox/Tracked"
     assert lines[-1]["message"] == "stopped"
+
+
+def test_sigterm_while_starting_is_a_clean_stop(simulator_factory, tmp_path):
+    """A stop asked for during start-up (a deploy restarting a unit that is still starting) exits 0 once
+    started, like any other stop, instead of dying by SIGTERM's default action (exit -15): the signal is sent
+    the moment the watcher's construction logs its first warning (too few connections), before it exists."""
+    sim = simulator_factory(heartbeat=1.0)
+    sim.add_service_account(SERVICE_ACCOUNT, password=SERVICE_PASSWORD, impersonation=True)
+    sim.add_mailbox(MAILBOX, password=USER_PASSWORD)
+    sim.mailbox(MAILBOX).create_folder("Inbox/Tracked")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rules.yaml").write_text(RULES, encoding="utf-8")
+    database_url = f"sqlite:///{tmp_path / 'foldertrack.db'}"
+    upgrade_database(database_url)
+    config = write_config(
+        tmp_path / "foldertrack.toml",
+        endpoint=sim.url,
+        database_url=database_url,
+        rules_dir=tmp_path / "rules",
+    )
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("[exchange]\n", "[exchange]\nmax_connections = 1\n"), encoding="utf-8")
+    process = WatcherProcess(config, tmp_path / "run.log")
+    process.start()
+    try:
+        wait_until(lambda: "max_connections = 1" in process.log(), 30, "the start-up warning", interval=0.002)
+        assert process.terminate() == 0, process.log()
+        assert "SIGTERM received" in process.log()
+    finally:
+        process.close()
