@@ -265,9 +265,17 @@ class TimerMixin:
             return
         try:
             write_health_rows(self.engine, rows, instance=self.options.instance)
-        except Exception as exc:  # health is advisory; retried on the next tick
-            log.debug("health update failed: %s", describe(exc))
+        except Exception as exc:  # retried on the next tick; counted, and said once per streak
+            self.observer.error("", "health", classify(exc).code)
+            if not getattr(self, "_health_failing", False):
+                self._health_failing = True
+                log.warning(
+                    "health rows not written (status may show old modes): %s; retrying", describe(exc)
+                )
             self.changes.retry(rows)
             return
+        if getattr(self, "_health_failing", False):
+            self._health_failing = False
+            log.info("health rows written again")
         for state, snapshot in written:
             state.health_written = snapshot

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from foldertrack.sinks.sql import SqlActivitySink
 from foldertrack.state.database import open_database
@@ -235,5 +235,44 @@ def test_a_safety_net_round_grows_with_the_folders_instead_of_its_cpu(database_u
         # its steady rate from the start (no idle half round, then a burst)
         firsts = [w._safety_delay(first=True) for _ in range(2000)]
         assert 0 <= min(firsts) < 0.1 * 1200 and 0.9 * 1200 < max(firsts) <= 1200
+    finally:
+        engine.dispose()
+
+
+def test_a_failed_health_write_is_counted_warned_once_and_retried(database_url, tmp_path, t0, caplog):
+    """Health rows are what ``status`` shows: a write that fails (here the table is gone) is counted in the
+    errors metric (operation ``health``) and warned about once per streak, and the rows are written once the
+    database takes them again."""
+    from foldertrack.watch.observer import WatchObserver
+
+    errors: list[tuple[str, str]] = []
+
+    class Recording(WatchObserver):
+        def error(self, mailbox: str, operation: str, code: str) -> None:
+            errors.append((operation, code))
+
+    engine = open_database(database_url)
+    options = WatchOptions(rules_dir=tmp_path, poll_interval=60.0, safety_sync_interval=900.0)
+    w = Watcher(options, engine, None, SqlActivitySink(engine), observer=Recording())  # type: ignore[arg-type]
+    try:
+        _streaming(w, 3)
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE subscription_health RENAME TO subscription_health_away"))
+        with caplog.at_level("INFO", logger="foldertrack.watch"):
+            w._tick(t0)
+            w.mailbox_state("user1@example.com").last_error = "changed meanwhile"
+            w._tick(t0 + 0.2)
+        assert [op for op, _ in errors] == ["health", "health"] and all(code for _, code in errors)
+        assert sum("health rows not written" in r.getMessage() for r in caplog.records) == 1
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE subscription_health_away RENAME TO subscription_health"))
+        with caplog.at_level("INFO", logger="foldertrack.watch"):
+            w._tick(t0 + 0.4)
+        with engine.connect() as conn:
+            rows = dict(
+                conn.execute(select(subscription_health.c.mailbox, subscription_health.c.last_error)).all()
+            )
+        assert len(rows) == 3 and rows["user1@example.com"] == "changed meanwhile"
+        assert "health rows written again" in caplog.text
     finally:
         engine.dispose()
