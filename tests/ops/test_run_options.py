@@ -29,7 +29,8 @@ def _json_lines(process: WatcherProcess) -> list[dict]:
     return [json.loads(line) for line in process.log().splitlines() if line.strip()]
 
 
-def test_run_serves_metrics_and_health_and_logs_json(simulator_factory, tmp_path):
+def _simulator_and_config(simulator_factory, tmp_path):
+    """The simulator with one mailbox and its tracked folder, a current SQLite database, a config file."""
     sim = simulator_factory(heartbeat=1.0)
     sim.add_service_account(SERVICE_ACCOUNT, password=SERVICE_PASSWORD, impersonation=True)
     sim.add_mailbox(MAILBOX, password=USER_PASSWORD)
@@ -44,6 +45,11 @@ def test_run_serves_metrics_and_health_and_logs_json(simulator_factory, tmp_path
         database_url=database_url,
         rules_dir=tmp_path / "rules",
     )
+    return sim, database_url, config
+
+
+def test_run_serves_metrics_and_health_and_logs_json(simulator_factory, tmp_path):
+    sim, database_url, config = _simulator_and_config(simulator_factory, tmp_path)
     process = WatcherProcess(config, tmp_path / "run.log", extra_env={"FOLDERTRACK_INSTANCE": "east"})
     process.start("--log-format", "json", "--metrics-address", "127.0.0.1:0")
     try:
@@ -89,20 +95,7 @@ def test_sigterm_while_starting_is_a_clean_stop(simulator_factory, tmp_path):
     """A stop asked for during start-up (a deploy restarting a unit that is still starting) exits 0 once
     started, like any other stop, instead of dying by SIGTERM's default action (exit -15): the signal is sent
     the moment the watcher's construction logs its first warning (too few connections), before it exists."""
-    sim = simulator_factory(heartbeat=1.0)
-    sim.add_service_account(SERVICE_ACCOUNT, password=SERVICE_PASSWORD, impersonation=True)
-    sim.add_mailbox(MAILBOX, password=USER_PASSWORD)
-    sim.mailbox(MAILBOX).create_folder("Inbox/Tracked")
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "rules.yaml").write_text(RULES, encoding="utf-8")
-    database_url = f"sqlite:///{tmp_path / 'foldertrack.db'}"
-    upgrade_database(database_url)
-    config = write_config(
-        tmp_path / "foldertrack.toml",
-        endpoint=sim.url,
-        database_url=database_url,
-        rules_dir=tmp_path / "rules",
-    )
+    _, _, config = _simulator_and_config(simulator_factory, tmp_path)
     text = config.read_text(encoding="utf-8")
     config.write_text(text.replace("[exchange]\n", "[exchange]\nmax_connections = 1\n"), encoding="utf-8")
     process = WatcherProcess(config, tmp_path / "run.log")
