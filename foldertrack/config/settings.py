@@ -243,9 +243,10 @@ SETTINGS: tuple[Setting, ...] = (
         "start_timeout",
         _duration(True, 1.0, 3600.0),
         "1m",
-        "A mailbox whose folders are not resolved and subscribed (or polling) this long after it appeared "
-        "is reported in `error` with the reason (Exchange unreachable, wrong URL, refused credentials) in "
-        "`status`, `/healthz` and metrics; it keeps being retried.",
+        "A mailbox whose folders are not resolved and subscribed (or polling) this long after its start work "
+        "first ran is reported in `error` with the reason (Exchange unreachable, wrong URL, refused "
+        "credentials) in `status`, `/healthz` and metrics; it keeps being retried. A mailbox still queued "
+        "behind others (a start of thousands) is starting, not failing.",
     ),
     Setting(
         "watch",

@@ -208,17 +208,23 @@ def request_replay(conn: Connection, ids: Iterable[int] | None = None) -> int:
     return conn.execute(query.values(claimed_by=None, claimed_until=None, **values)).rowcount
 
 
-def claim_owners(conn: Connection, prefix: str) -> list[str]:
-    """Owners (``instance/pid-nonce``) starting with ``prefix`` that hold pending claims."""
+def claim_owners(conn: Connection, prefix: str, sink: str | None = None) -> list[str]:
+    """Owners (``instance@host/pid-nonce``) starting with ``prefix`` that hold pending claims (on ``sink``'s
+    entries, or on any)."""
     query = select(outbox.c.claimed_by).where(
         outbox.c.status == "pending", outbox.c.claimed_by.like(f"{prefix}%")
     )
+    if sink is not None:
+        query = query.where(outbox.c.sink == sink)
     return sorted(set(conn.execute(query.distinct()).scalars()))
 
 
-def release_claims(conn: Connection, owner: str) -> int:
-    """A stopping instance hands its pending claims back, so others need not wait for them to run out."""
+def release_claims(conn: Connection, owner: str, sink: str | None = None) -> int:
+    """A stopping instance hands its pending claims (on ``sink``'s entries, or on any) back, so others need
+    not wait for them to run out."""
     query = update(outbox).where(outbox.c.claimed_by == owner, outbox.c.status == "pending")
+    if sink is not None:
+        query = query.where(outbox.c.sink == sink)
     return conn.execute(query.values(claimed_by=None, claimed_until=None)).rowcount
 
 

@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,9 +67,11 @@ class DeliveryService:
         instance: str | None = None,
     ):
         self.sink = sink
-        #: who claims entries: unique per process (two instances may share a name on one host); a stopping
-        #: process hands its claims back, a killed one's run out after ``claim_ttl``
-        self.owner = instance or socket.gethostname()  # a restarted instance takes its claims back at once
+        #: who claims entries: unique per process, so two processes never share a claim, not even two that
+        #: share an instance name (two hosts, or containers, with one host name); a stopping process hands
+        #: its claims back, a restart on the same host frees its killed predecessor's at once
+        #: (``_release_dead_claims``), others run out after ``claim_ttl``
+        self.owner = claim_owner(instance or socket.gethostname())
         self.engine = engine
         self.options = options or DeliveryOptions()
         self.feedback = feedback
@@ -95,22 +98,22 @@ class DeliveryService:
     def _release_dead_claims(self) -> None:
         """Claims left by a killed process of this instance on this host (its pid is gone): free at once,
         so a restart after ``kill -9`` does not wait ``claim_ttl`` for them."""
-        prefix = self.owner.rsplit("/", 1)[0] + "/"
+        prefix = self.owner.rsplit("/", 1)[0] + "/"  # instance@host/
         try:
             with self.engine.connect() as conn:
-                owners = outbox.claim_owners(conn, prefix)
-            dead = [o for o in owners if o != self.owner and not _pid_alive(o[len(prefix) :].split("-")[0])]
+                owners = outbox.claim_owners(conn, prefix, self.name)
+            dead = [o for o in owners if o != self.owner and _gone(o[len(prefix) :].split("-")[0])]
             if dead:
                 with store.writing(self.engine) as conn:
                     for owner in dead:
-                        outbox.release_claims(conn, owner)
+                        outbox.release_claims(conn, owner, self.name)
         except Exception as exc:  # the database may be down: the claims run out after claim_ttl
             log.warning("delivery to %s: could not free a dead process's claims: %s", self.name, exc)
 
     def _release_claims(self) -> None:
         try:
             with store.writing(self.engine) as conn:
-                released = outbox.release_claims(conn, self.owner)
+                released = outbox.release_claims(conn, self.owner, self.name)
             if released:
                 log.info("delivery to %s: %d claimed entr(ies) handed back", self.name, released)
         except Exception as exc:  # the database may be down: the claims run out after claim_ttl
@@ -257,6 +260,19 @@ def _duration(seconds: float) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
+
+
+def claim_owner(instance: str) -> str:
+    """``instance@host/pid-nonce``: unique per process start; the ``instance@host/`` part finds the claims of
+    the same instance's earlier processes on this host, the pid tells whether one is gone."""
+    return f"{instance[:200]}@{socket.gethostname()[:100]}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _gone(pid: str) -> bool:
+    """Whether the process with this pid (on this host) is gone: not running, or it is this very process
+    (a container restarted under the same host name gets the same pid: the earlier one is dead; claims are
+    looked at per sink, and one process has one delivery service per sink)."""
+    return pid == str(os.getpid()) or not _pid_alive(pid)
 
 
 def _pid_alive(text: str) -> bool:

@@ -69,6 +69,10 @@ class Notifier:
     def status(self, text: str) -> bool:
         return self.send(f"STATUS={text}")
 
+    def extend_timeout(self, seconds: float) -> bool:
+        """More time for the current phase (start-up): the next message must come within ``seconds``."""
+        return self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
+
     def watchdog(self) -> bool:
         return self.send("WATCHDOG=1") if self.watchdog_interval else False
 

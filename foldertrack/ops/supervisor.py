@@ -3,7 +3,9 @@
 The main loop is the only place that talks to the service manager: ``READY=1`` once the watcher is up,
 ``STATUS=`` lines, ``WATCHDOG=1`` pings only while every thread is alive and the sync work is moving (so a
 wedged loop, a dead thread or stuck workers all stop the pings), ``RELOADING=1`` … ``READY=1`` around a
-SIGHUP reload and ``STOPPING=1`` on the way out.
+SIGHUP reload and ``STOPPING=1`` on the way out. A start that keeps moving (thousands of mailboxes
+subscribing one after another) may outlast ``TimeoutStartSec``: while its work keeps finishing, the loop asks
+for more time (``EXTEND_TIMEOUT_USEC``); a start that stops moving gets none, and systemd restarts it.
 
 It also watches each mailbox on its own: work that shows no progress for ``stuck_timeout`` (a server that
 trickles an answer, say, while other mailboxes move on) marks the mailbox stuck in ``status``, and the
@@ -32,6 +34,7 @@ log = logging.getLogger("foldertrack.run")
 EXIT_WEDGED = 70  # a worker died: let systemd restart us
 TICK = 0.5  # seconds between two turns of the main loop (less when the watchdog wants pings sooner)
 STATUS_REFRESH = 1.0  # the status line's mailbox and folder counts are at most this old while they change
+START_EXTENSION = 90.0  # seconds of start-up time asked for while the start is moving, a third of it apart
 
 
 class Supervisor:
@@ -47,8 +50,13 @@ class Supervisor:
         *,
         stall_timeout: float = 900.0,
         stuck_timeout: float | None = None,
+        start_extension: float = START_EXTENSION,
     ) -> None:
         self.watcher = watcher
+        self.start_extension = start_extension
+        self._start_runs = -1  # the dispatcher's finished work when last looked at while starting
+        self._start_moved = 0.0  # monotonic time it last changed
+        self._next_extension = 0.0
         self.notifier = notifier
         self.stall_timeout = stall_timeout
         options = getattr(watcher, "options", None)
@@ -110,6 +118,8 @@ class Supervisor:
         if self._reload.is_set():
             self._reload.clear()
             self._reload_rules()
+        if not self.ready and not self.watcher.ready.is_set():
+            self._extend_start_while_moving(now)
         if not self.ready and self.watcher.ready.is_set():
             self.ready = True
             self._counts = None  # READY's status is fresh
@@ -124,6 +134,20 @@ class Supervisor:
         if self.problem is None and self.notifier.watchdog_interval and now >= self._next_ping:
             self.notifier.watchdog()
             self._next_ping = now + self.notifier.watchdog_interval
+
+    def _extend_start_while_moving(self, now: float) -> None:
+        """Ask systemd for ``start_extension`` more seconds of start-up, a third of it apart, as long as the
+        sync workers finished some work in the last third (resolves, subscriptions, catch-ups: a 10,000-mailbox
+        start takes minutes). Mailboxes that fail do not keep a start alive for ever: after
+        ``watch.start_timeout`` they count as started, in ``error``, and READY follows."""
+        stats = getattr(getattr(self.watcher, "dispatcher", None), "stats", None)
+        runs = getattr(stats, "runs", 0)
+        if runs != self._start_runs:
+            self._start_runs, self._start_moved = runs, now
+        third = self.start_extension / 3
+        if now - self._start_moved <= third and now >= self._next_extension:
+            self.notifier.extend_timeout(self.start_extension)
+            self._next_extension = now + third
 
     def _reload_rules(self) -> None:
         log.info("SIGHUP received: reloading rules")

@@ -49,6 +49,7 @@ class ResolvingMixin:
             state = self._mailboxes.get(mailbox)
         if state is None:
             return
+        self._start_attempted(mailbox)  # type: ignore[attr-defined]  # TimerMixin: its start deadline runs
         if not state.rules:
             with store.writing(self.engine) as conn:
                 store.replace_rule_issues(conn, mailbox, [])

@@ -64,7 +64,8 @@ class TimerMixin:
         self._looks: list[tuple[float, int, str]] = []  # (when, seq, mailbox): the next poll or safety net
         self._look_at: dict[str, tuple[float, int]] = {}  # mailbox → its live heap entry's (when, seq)
         self._look_seq = itertools.count()
-        self._starting: dict[str, tuple[MailboxState, float]] = {}  # not started yet: since when
+        # not started yet: since its start work first ran (None: still queued)
+        self._starting: dict[str, tuple[MailboxState, float | None]] = {}
         self._next_start_check = 0.0
         self._next_stall_check = 0.0
 
@@ -74,8 +75,17 @@ class TimerMixin:
         state = self._mailboxes.get(mailbox)
         if state is None:
             state = self._mailboxes[mailbox] = WatchedState.create(mailbox, self.changes.add)
-            self._starting[mailbox] = (state, time.monotonic())
+            self._starting[mailbox] = (state, None)
         return state
+
+    def _start_attempted(self, mailbox: str) -> None:
+        """The mailbox's start work (its first resolve) runs now: its start deadline counts from here. One
+        still queued behind thousands of others (a large start-up, a takeover) is starting, not failing:
+        "no answer from Exchange" is said only of a mailbox whose requests went unanswered."""
+        with self._lock:
+            entry = self._starting.get(mailbox)
+            if entry is not None and entry[1] is None:
+                self._starting[mailbox] = (entry[0], time.monotonic())
 
     def mailbox_state(self, mailbox: str) -> MailboxState | None:
         with self._lock:
@@ -175,10 +185,10 @@ class TimerMixin:
                 group.kill_stream()
 
     def _check_start_deadline(self, now: float) -> None:
-        """A mailbox not subscribed or polling ``start_timeout`` seconds after it appeared (Exchange
-        unreachable, a wrong URL, refused credentials, no answer at all) goes to ``error`` with the real
-        reason, and no longer holds readiness back; it keeps being retried. Only mailboxes still starting
-        are looked at."""
+        """A mailbox not subscribed or polling ``start_timeout`` seconds after its start work first ran
+        (Exchange unreachable, a wrong URL, refused credentials, no answer at all) goes to ``error`` with the
+        real reason, and no longer holds readiness back; it keeps being retried. Only mailboxes still
+        starting are looked at; one still waiting for a worker is not failing."""
         timeout = self.options.start_timeout
         with self._lock:
             starting = [(m, s, since, self._mailboxes.get(m)) for m, (s, since) in self._starting.items()]
@@ -190,7 +200,7 @@ class TimerMixin:
             if started(state) or state.failing or state.mode in ("stopped", "polling"):
                 done.append((mailbox, state))
                 continue
-            if now - since < timeout:
+            if since is None or now - since < timeout:
                 continue
             reason = state.last_error or "no answer from Exchange"
             state.last_error = f"not started within {timeout:g}s: {reason}"

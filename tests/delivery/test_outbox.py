@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -115,6 +119,56 @@ def test_an_entry_claimed_by_one_instance_is_left_to_it_until_the_claim_runs_out
         # b stops: it hands its claims back, so a (or anyone) can take the entry at once
         assert outbox.release_claims(conn, "host-b") == 1
         assert outbox.claim(conn, [entry], "host-a", utcnow() + timedelta(minutes=10)) == {entry}
+
+
+def test_two_processes_with_one_instance_name_never_share_claims(database_engine, tmp_path):
+    """Two hosts (or containers) with one host name, or two processes started without
+    ``FOLDERTRACK_INSTANCE`` on one machine, on one database: each process claims as itself, so one cannot
+    take over (and deliver again) an entry the other is delivering."""
+    from foldertrack.delivery.service import DeliveryService
+    from foldertrack.testing.recording_sink import RecordingSink
+
+    sink = RecordingSink(tmp_path / "crm.db")
+    first = DeliveryService(sink, database_engine, instance="crm-host")
+    second = DeliveryService(sink, database_engine, instance="crm-host")
+    assert first.owner != second.owner and first.owner.startswith(f"crm-host@{socket.gethostname()}/")
+    entry = _add(database_engine, "<shared@x>")
+    with database_engine.begin() as conn:
+        assert outbox.claim(conn, [entry], first.owner, utcnow() + timedelta(minutes=1)) == {entry}
+        assert outbox.claim(conn, [entry], second.owner, utcnow() + timedelta(minutes=1)) == set()
+
+
+def test_a_restart_frees_the_claims_of_its_killed_predecessors_on_this_host(database_engine, tmp_path):
+    """After ``kill -9`` the restarted process frees what its dead predecessors (same instance, same host)
+    claimed, instead of leaving those mails waiting ``claim_ttl``: a pid that is gone, or its own pid (a
+    container restarted under one host name gets the same pid). Another host's claims are left alone."""
+    from foldertrack.delivery.service import DeliveryService
+    from foldertrack.testing.recording_sink import RecordingSink
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()[:100]
+    until = utcnow() + timedelta(minutes=10)
+    owners = {
+        f"east@{host}/{dead.pid}-0000dead": _add(database_engine, "<a@x>"),  # its process is gone
+        f"east@{host}/{os.getpid()}-0000prev": _add(database_engine, "<b@x>"),  # this pid, an earlier start
+        f"east@{host}/1-00000001": _add(database_engine, "<c@x>"),  # pid 1 runs here: alive, left
+        f"east@elsewhere/{dead.pid}-00000002": _add(database_engine, "<d@x>"),  # another host's: left
+        f"west@{host}/{dead.pid}-00000003": _add(database_engine, "<e@x>"),  # another instance's: left
+    }
+    with database_engine.begin() as conn:
+        for owner, entry in owners.items():
+            assert outbox.claim(conn, [entry], owner, until) == {entry}
+    webhook = f"east@{host}/{os.getpid()}-0000hook"  # this process's delivery to another sink: left
+    other_sink = _add(database_engine, "<f@x>")
+    with database_engine.begin() as conn:
+        conn.execute(outbox_table.update().where(outbox_table.c.id == other_sink).values(sink="webhook"))
+        assert outbox.claim(conn, [other_sink], webhook, until) == {other_sink}
+    sink = RecordingSink(tmp_path / "crm.db")
+    DeliveryService(sink, database_engine, instance="east")._release_dead_claims()
+    with database_engine.connect() as conn:
+        left = set(outbox.claim_owners(conn, ""))
+    assert left == set(list(owners)[2:]) | {webhook}
 
 
 def test_an_entry_that_keeps_raising_something_unexpected_is_dead_lettered(database_engine):

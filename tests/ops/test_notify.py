@@ -345,6 +345,48 @@ def test_a_dead_worker_thread_exits_70_after_stopping(listener):
     assert not listener.with_key("READY") and not listener.with_key("WATCHDOG")
 
 
+def test_a_start_that_keeps_moving_asks_for_more_time_and_one_that_stalls_does_not(listener):
+    """10,000 mailboxes take minutes to start, longer than the unit's ``TimeoutStartSec``: while the sync
+    workers keep finishing work the main loop sends ``EXTEND_TIMEOUT_USEC`` (a third of it apart); when
+    nothing finishes any more it stops asking, so systemd's timeout restarts a start that hangs; none after
+    READY. The loop is turned by hand with its own clock."""
+
+    class StartingWatcher:
+        ready = threading.Event()
+        totals = type("Totals", (), {"tracked": 0, "dead_lettered": 0})()
+
+        class dispatcher:  # the attributes the loop reads
+            stats = type("Stats", (), {"runs": 0})()
+            last_progress = 0.0
+
+            @staticmethod
+            def backlog_total() -> int:
+                return 0
+
+        def mailbox_states(self):
+            return []
+
+    watcher = StartingWatcher()
+    supervisor = Supervisor(watcher, Notifier({"NOTIFY_SOCKET": listener.address}), start_extension=6.0)  # type: ignore[arg-type]
+    runs = watcher.dispatcher.stats
+    turns = [(0.0, 1), (1.0, 1), (2.5, 2), (4.0, 3), (5.0, 3), (8.0, 3), (20.0, 3)]  # (time, work done)
+    for now, done in turns:
+        runs.runs = done
+        supervisor._turn(now)
+    # asked at 0 (moving), not at 1 (asked 1 s ago), at 2.5 (moved, 2 s since), at 4 (moved at 4, only
+    # 1.5 s since: no), at 5 (moved 1 s ago, 2.5 s since: yes); not at 8 or 20: nothing moved since 4
+    wait_until(lambda: len(listener.with_key("EXTEND_TIMEOUT_USEC")) == 3, 5, "three extensions")
+    watcher.ready.set()
+    runs.runs = 4
+    supervisor._turn(21.0)
+    listener.wait_for("READY", "1")
+    supervisor._turn(22.0)
+    time.sleep(0.2)  # a datagram already sent would have arrived: nothing more may come
+    extensions = listener.with_key("EXTEND_TIMEOUT_USEC")
+    assert [m.fields["EXTEND_TIMEOUT_USEC"] for m in extensions] == ["6000000"] * 3
+    assert listener.first_keys()[-1] in ("READY", "STATUS")
+
+
 # --------------------------------------------------------------------------- exit codes systemd acts on
 
 

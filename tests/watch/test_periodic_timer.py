@@ -185,6 +185,7 @@ def test_the_start_deadline_looks_only_at_mailboxes_still_starting(watcher, t0):
     with watcher._lock:
         late = watcher._state_for("late@example.com")  # resolved, never subscribed
     late.resolved, late.watch_ids = True, frozenset({"f1"})
+    watcher._start_attempted("late@example.com")  # its resolve ran (and it was never subscribed)
     watcher._tick(t0)
     assert set(watcher._starting) == {"late@example.com"}  # the started ones are forgotten
     since = watcher._starting["late@example.com"][1]
@@ -192,6 +193,31 @@ def test_the_start_deadline_looks_only_at_mailboxes_still_starting(watcher, t0):
     watcher._tick(since + watcher.options.start_timeout + 1)
     assert late.failing and late.start_failed and "not started within" in (late.last_error or "")
     assert watcher._starting == {}
+
+
+def test_a_mailbox_still_queued_is_starting_not_failing(watcher, t0):
+    """At 10,000 mailboxes a start takes minutes: a mailbox whose start work has not run yet, waiting for a
+    worker, is not "not started within 1m: no answer from Exchange". Its deadline counts from its first
+    resolve; then, unanswered, it goes to ``error`` like any other."""
+    with watcher._lock:
+        queued = watcher._state_for("queued@example.com")
+    watcher._tick(t0)
+    watcher._next_start_check = 0.0
+    watcher._tick(t0 + 10 * watcher.options.start_timeout)
+    assert not queued.failing and queued.last_error is None
+    assert set(watcher._starting) == {"queued@example.com"}  # still starting: readiness waits for it
+
+    watcher._start_attempted("queued@example.com")  # a worker takes its resolve, which gets no answer
+    attempted = watcher._starting["queued@example.com"][1]
+    watcher._next_start_check = 0.0
+    watcher._tick(attempted + watcher.options.start_timeout / 2)
+    assert not queued.failing
+    watcher._next_start_check = 0.0
+    watcher._tick(attempted + watcher.options.start_timeout + 1)
+    assert queued.failing and queued.start_failed
+    assert (
+        queued.last_error == f"not started within {watcher.options.start_timeout:g}s: no answer from Exchange"
+    )
 
 
 def test_rules_by_mailbox_come_from_an_index_equal_to_for_mailbox(watcher, tmp_path):
