@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="watch.workers")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU measurement")
     parser.add_argument("--safety-interval", default="15m", help="watch.safety_sync_interval (default 15m)")
-    parser.add_argument("--safety-rate", type=float, default=4.0, help="watch.safety_sync_rate (default 4)")
+    parser.add_argument("--safety-rate", type=int, default=4, help="watch.safety_sync_rate (default 4)")
     parser.add_argument(
         "--database-url", default=os.environ.get("FOLDERTRACK_TEST_DATABASE_URL") or DEFAULT_DATABASE
     )
