@@ -91,10 +91,11 @@ def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
     result = SyncResult()
     source = ctx.mail_source()
     resynced = False
-    with ctx.engine.connect() as conn:
-        replay = store.replay_item_ids(conn, target.mailbox, target.folder_id)
+    replay: list[str] | None = None
     while True:
-        with ctx.engine.connect() as conn:
+        with ctx.engine.connect() as conn:  # one checkout for what a page needs to know first
+            if replay is None:
+                replay = store.replay_item_ids(conn, target.mailbox, target.folder_id)
             row = store.folder(conn, target.mailbox, target.folder_id)
         if row is None:
             return result  # no longer tracked
@@ -147,9 +148,12 @@ def _apply_page(
         (item.id, getattr(item, "datetime_received", None)) for kind, item in changes if kind == "create"
     ]
     deletes = [item.id for kind, item in changes if kind == "delete"]
-    with ctx.engine.connect() as conn:
-        already = store.present_item_ids(conn, target.mailbox, target.folder_id, [i for i, _ in creates])
-        dead = store.dead_item_ids(conn, target.mailbox, target.folder_id)
+    already: set[str] = set()
+    dead: set[str] = set()
+    if creates:  # what is known of them already (an empty page, a safety net's, has nothing to ask)
+        with ctx.engine.connect() as conn:
+            already = store.present_item_ids(conn, target.mailbox, target.folder_id, [i for i, _ in creates])
+            dead = store.dead_item_ids(conn, target.mailbox, target.folder_id)
     cutoff = _backfill_cutoff(target, row) if backfill_pass and not row.backfill_done else None
     wanted: list[str] = []
     before_cutoff = 0

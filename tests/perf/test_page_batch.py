@@ -131,3 +131,41 @@ def test_batched_writes_match_the_careful_ones(database_engine) -> None:
     assert {k: v for k, v in links["<a@x>"].items() if k not in skip} == {
         k: v for k, v in links["<b@x>"].items() if k not in skip
     }
+
+
+def test_an_empty_catch_up_takes_two_connections(tmp_path) -> None:
+    """The safety net re-syncs every folder (4 a second at 10,000 mailboxes, most of the idle CPU): when
+    nothing changed, one connection reads what the page needs (cursor, replays) and one records the sync
+    time; it took four (one per read, each with its pre-ping on PostgreSQL)."""
+    from datetime import timedelta
+
+    from foldertrack.state.schema import tracked_folders
+    from foldertrack.state.types import utcnow
+    from foldertrack.sync import catch_up
+
+    with Harness(tmp_path, **options_for_tests()) as h:
+        mb = h.add_mailbox(ALICE)
+        mb.create_folder("Inbox/Customers/Contoso")
+        h.write_rules(
+            f"mailboxes:\n  - addresses: [{ALICE}]\n    folders:\n      Inbox/Customers/Contoso:\n        record: null\n"
+        )
+        h.start_watcher()
+        h.settle()
+        (target,) = h.watcher.mailbox_state(ALICE).targets.values()
+        with h.engine.begin() as conn:  # synced long ago: this catch-up records its time
+            conn.execute(tracked_folders.update().values(last_sync_at=utcnow() - timedelta(hours=2)))
+        checkouts: list[object] = []
+
+        def checkout(*args) -> None:
+            checkouts.append(args)
+
+        event.listen(h.engine, "checkout", checkout)
+        try:
+            result = catch_up(h.watcher.sync_context, target)
+        finally:
+            event.remove(h.engine, "checkout", checkout)
+        assert result.tracked == 0 and result.pages == 1
+        assert len(checkouts) == 2, f"{len(checkouts)} connections for an empty catch-up"
+        with h.engine.connect() as conn:
+            synced = conn.execute(select(tracked_folders.c.last_sync_at)).scalar_one()
+        assert utcnow() - synced < timedelta(minutes=1)
