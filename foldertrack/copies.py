@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine
 
 from foldertrack.exchange.items import still_there
 from foldertrack.model import Activity
-from foldertrack.state import watch_store as store
+from foldertrack.state import ledger_store
 from foldertrack.targets import Target
 
 log = logging.getLogger("foldertrack.sync")
@@ -34,7 +34,7 @@ def moved_owner_copies(
     owners: dict[str, str] = {}
     with engine.connect() as conn:
         for activity in activities:
-            link = store.link(conn, activity.key)
+            link = ledger_store.link(conn, activity.key)
             if (
                 link is None
                 or link.state != "tracked"
@@ -42,7 +42,7 @@ def moved_owner_copies(
                 or link.owner_folder_id == target.folder_id
             ):
                 continue
-            entry = store.ledger_entry(conn, target.mailbox, activity.key, link.owner_folder_id)
+            entry = ledger_store.ledger_entry(conn, target.mailbox, activity.key, link.owner_folder_id)
             if entry is not None and entry.state == "present":
                 owners[activity.key] = entry.item_id
     if not owners:
@@ -71,10 +71,10 @@ def present_elsewhere(engine: Engine, target: Target, departed: Iterable[str]) -
     rows: dict[int, tuple[str, str]] = {}
     with engine.connect() as conn:
         for item_id in departed:
-            entry = store.ledger_by_item(conn, target.mailbox, target.folder_id, item_id)
+            entry = ledger_store.ledger_by_item(conn, target.mailbox, target.folder_id, item_id)
             if entry is None or entry.state != "present":
                 continue
-            for other in store.present_entries(conn, entry.activity_key):
+            for other in ledger_store.present_entries(conn, entry.activity_key):
                 if other.mailbox == target.mailbox and other.folder_id != target.folder_id:
                     rows[other.id] = (other.item_id, other.folder_id)
     return rows
@@ -87,7 +87,7 @@ def arrived_earlier(conn: Connection, current, target: Target, key: str, arrived
         return False
     if arrived_at is None or current.arrived_at is None:
         return False
-    owner_entry = store.ledger_entry(conn, target.mailbox, key, current.owner_folder_id)
+    owner_entry = ledger_store.ledger_entry(conn, target.mailbox, key, current.owner_folder_id)
     if owner_entry is None or owner_entry.state != "present":
         return False
     theirs = current.arrived_at if current.arrived_at.tzinfo else current.arrived_at.replace(tzinfo=UTC)
@@ -98,7 +98,7 @@ def record_collision(
     conn: Connection, target: Target, item_id: str, activity: Activity, content: str, kept: str
 ) -> None:
     """Record (once per item) and log a mail that reuses a tracked mail's key with other content."""
-    new = store.add_collision(
+    new = ledger_store.add_collision(
         conn,
         activity.key,
         target.mailbox,
@@ -124,4 +124,4 @@ def record_collision(
 def probe_item(engine: Engine, target: Target, wanted: list[str]) -> str | None:
     """An item of the mailbox known to exist (or to have existed), not among ``wanted``."""
     with engine.connect() as conn:
-        return store.probe_item_id(conn, target.mailbox, exclude=wanted)
+        return ledger_store.probe_item_id(conn, target.mailbox, exclude=wanted)

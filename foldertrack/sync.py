@@ -28,7 +28,7 @@ from foldertrack.retry import describe
 from foldertrack.sinks.base import ActivitySink
 from foldertrack.sources.base import CursorInvalid, FolderMissing, MailSource
 from foldertrack.sources.ews import EwsSource
-from foldertrack.state import page_batch
+from foldertrack.state import dead_letters_store, ledger_store, page_batch
 from foldertrack.state import watch_store as store
 from foldertrack.state.page_batch import BatchAborted
 from foldertrack.targets import Target
@@ -95,7 +95,7 @@ def catch_up(ctx: SyncContext, target: Target) -> SyncResult:
     while True:
         with ctx.engine.connect() as conn:  # one checkout for what a page needs to know first
             if replay is None:
-                replay = store.replay_item_ids(conn, target.mailbox, target.folder_id)
+                replay = dead_letters_store.replay_item_ids(conn, target.mailbox, target.folder_id)
             row = store.folder(conn, target.mailbox, target.folder_id)
         if row is None:
             return result  # no longer tracked
@@ -152,8 +152,10 @@ def _apply_page(
     dead: set[str] = set()
     if creates:  # what is known of them already (an empty page, a safety net's, has nothing to ask)
         with ctx.engine.connect() as conn:
-            already = store.present_item_ids(conn, target.mailbox, target.folder_id, [i for i, _ in creates])
-            dead = store.dead_item_ids(conn, target.mailbox, target.folder_id)
+            already = ledger_store.present_item_ids(
+                conn, target.mailbox, target.folder_id, [i for i, _ in creates]
+            )
+            dead = dead_letters_store.dead_item_ids(conn, target.mailbox, target.folder_id)
     cutoff = _backfill_cutoff(target, row) if backfill_pass and not row.backfill_done else None
     wanted: list[str] = []
     before_cutoff = 0
@@ -281,7 +283,7 @@ def _write_page(
             for item_id in page.deletes:
                 _left(ctx, conn, target, item_id, result, page.stale)
         for item_id in page.gone:
-            if store.forget_failure(conn, target.mailbox, target.folder_id, item_id):
+            if dead_letters_store.forget_failure(conn, target.mailbox, target.folder_id, item_id):
                 log.info(
                     "%s %s: a failing item no longer exists here; no longer retried",
                     target.mailbox,
@@ -342,7 +344,7 @@ def _record_failures(ctx: SyncContext, conn: Connection, target: Target, failed,
     """Count the failures; True when at least one item still has attempts left (retry the page)."""
     retry_later = False
     for item_id, exc, activity in failed:
-        attempts = store.record_failure(
+        attempts = dead_letters_store.record_failure(
             conn,
             target.mailbox,
             target.folder_id,
@@ -423,7 +425,7 @@ def _track(
             takes_over = False
         previous = _regarding_of(current)
         if previous != target.record and not same_owner and current.state == "tracked":
-            store.add_conflict(
+            ledger_store.add_conflict(
                 conn,
                 key,
                 target.mailbox,
@@ -464,27 +466,27 @@ def _left(
     ctx: SyncContext, conn: Connection, target: Target, item_id: str, result: SyncResult, stale: set[int]
 ) -> None:
     """The item left the folder (moved out, deleted, or moved to another tracked folder)."""
-    entry = store.ledger_by_item(conn, target.mailbox, target.folder_id, item_id)
+    entry = ledger_store.ledger_by_item(conn, target.mailbox, target.folder_id, item_id)
     if entry is None or entry.state != "present":
         return
-    store.ledger_left(conn, entry.id)
+    ledger_store.ledger_left(conn, entry.id)
     result.left += 1
     policy = getattr(target.rule, "on_leave", "keep")
     if policy not in ("untrack", "delete"):
         return
-    current = store.link(conn, entry.activity_key)
+    current = ledger_store.link(conn, entry.activity_key)
     if current is None or current.state != "tracked" or current.owner_mailbox != target.mailbox:
         return
     if current.owner_folder_id != target.folder_id:
         # a late departure: the mail was re-linked to another folder since it left this one; that
         # folder's own catch-up applies *its* on_leave when the mail leaves it
         return
-    for other in store.present_entries(conn, entry.activity_key):
+    for other in ledger_store.present_entries(conn, entry.activity_key):
         if other.id in stale:  # gone from that folder too: its catch-up is behind, Exchange is not
-            store.ledger_left(conn, other.id)
-    if store.still_present(conn, entry.activity_key):
+            ledger_store.ledger_left(conn, other.id)
+    if ledger_store.still_present(conn, entry.activity_key):
         return  # moved to another tracked folder: that folder's sync re-links it
-    store.put_link(
+    ledger_store.put_link(
         conn,
         entry.activity_key,
         owner_mailbox=current.owner_mailbox,

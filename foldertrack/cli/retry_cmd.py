@@ -14,7 +14,7 @@ import click
 from foldertrack.cli.db_options import database_options, open_command_database
 from foldertrack.delivery import outbox
 from foldertrack.errors import FoldertrackError
-from foldertrack.state import watch_store
+from foldertrack.state import dead_letters_store
 
 
 def _split_ids(ids: tuple[str, ...]) -> tuple[list[int], list[int]]:
@@ -48,7 +48,7 @@ def retry(config_path: str | None, database_url: str | None, as_json: bool, ids:
     try:
         with engine.begin() as conn:
             # no IDS: every dead letter of both kinds (None means all)
-            sync = watch_store.request_replay(conn, sync_ids or None) if sync_ids or not ids else 0
+            sync = dead_letters_store.request_replay(conn, sync_ids or None) if sync_ids or not ids else 0
             delivery = outbox.request_replay(conn, delivery_ids or None) if delivery_ids or not ids else 0
             if ids and sync + delivery < len(set(sync_ids)) + len(set(delivery_ids)):  # H7: rolls back
                 raise FoldertrackError(

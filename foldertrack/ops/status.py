@@ -42,9 +42,10 @@ from foldertrack.delivery import outbox
 from foldertrack.delivery.feedback_store import feedback_rows
 from foldertrack.fleet import fleet_status
 from foldertrack.ops.rules_state import warning_rows
+from foldertrack.state.ledger_store import collision_rows
 from foldertrack.state.schema import activities, dead_letters, ledger, subscription_health, tracked_folders
 from foldertrack.state.types import utcnow
-from foldertrack.state.watch_store import collision_rows, rule_issue_rows
+from foldertrack.state.watch_store import rule_issue_rows
 
 #: keys of every mailbox entry, in the order ``--json`` prints them
 MAILBOX_KEYS: tuple[str, ...] = (

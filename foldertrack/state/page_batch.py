@@ -26,7 +26,7 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from foldertrack.model import RecordRef
-from foldertrack.state import watch_store as store
+from foldertrack.state import dead_letters_store, ledger_store
 from foldertrack.state.schema import (
     activities,
     activity_attachments,
@@ -106,19 +106,19 @@ class PageBatch:
     def ledger_entry(self, conn: Connection, mailbox: str, mail_key: str, folder_id: str) -> Any:
         if (mailbox, folder_id) == (self.mailbox, self.folder_id) and mail_key in self.entries:
             return self.entries[mail_key]
-        return store.ledger_entry(conn, mailbox, mail_key, folder_id)
+        return ledger_store.ledger_entry(conn, mailbox, mail_key, folder_id)
 
     def link(self, conn: Connection, activity_key: str) -> Any:
         if activity_key in self.links:
             return self.links[activity_key]
-        return store.link(conn, activity_key)
+        return ledger_store.link(conn, activity_key)
 
     def ledger_present(
         self, conn: Connection, mailbox: str, mail_key: str, folder_id: str, item_id: str
     ) -> None:
         known = (mailbox, folder_id) == (self.mailbox, self.folder_id) and mail_key in self.entries
         if not known or self.entries[mail_key] is not None:
-            store.ledger_present(conn, mailbox, mail_key, folder_id, item_id)
+            ledger_store.ledger_present(conn, mailbox, mail_key, folder_id, item_id)
             return
         now = utcnow()
         row = dict(
@@ -136,7 +136,7 @@ class PageBatch:
 
     def put_link(self, conn: Connection, activity_key: str, *, exists: bool, **values: Any) -> None:
         if exists or activity_key not in self.links:
-            store.put_link(conn, activity_key, exists=exists, **values)
+            ledger_store.put_link(conn, activity_key, exists=exists, **values)
             return
         regarding: RecordRef | None = values.pop("regarding")
         now = utcnow()
@@ -156,7 +156,7 @@ class PageBatch:
 
     def clear_failure(self, conn: Connection, mailbox: str, folder_id: str, item_id: str) -> None:
         if item_id in self.failing:
-            store.clear_failure(conn, mailbox, folder_id, item_id)
+            dead_letters_store.clear_failure(conn, mailbox, folder_id, item_id)
 
     # -- the SQL sink's side ------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from foldertrack.ops.causes import classify
 from foldertrack.ops.health import started
 from foldertrack.retry import describe
-from foldertrack.state import watch_store as store
+from foldertrack.state import dead_letters_store
 from foldertrack.watch.backfill import backfilling
 from foldertrack.watch.events import FolderChanged, HierarchyChanged, SubscribeMailbox
 from foldertrack.watch.health_rows import Changes, WatchedState, write_health_rows
@@ -107,7 +107,7 @@ class TimerMixin:
         if now >= self._next_replay_check:
             self._next_replay_check = now + REPLAY_CHECK_INTERVAL
             with self.engine.connect() as conn:
-                for mailbox, folder_id in store.replay_folders(conn):
+                for mailbox, folder_id in dead_letters_store.replay_folders(conn):
                     self.dispatcher.put(FolderChanged(mailbox, folder_id, "retry"))
         for mailbox in changed:  # its mode, subscription or folders may have changed its poll times
             self._look_later(mailbox, now)

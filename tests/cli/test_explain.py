@@ -176,14 +176,14 @@ def test_explain_shows_deliveries_to_an_external_sink(tracked):
 
 
 def test_explain_a_dead_lettered_mail(tracked):
-    from foldertrack.state import watch_store
+    from foldertrack.state import dead_letters_store
     from foldertrack.state.database import open_database
 
     engine = open_database(tracked.database_url)
     try:
         with engine.begin() as conn:
             for _ in range(3):
-                watch_store.record_failure(
+                dead_letters_store.record_failure(
                     conn,
                     ALICE,
                     "F-x",
@@ -206,7 +206,7 @@ def test_explain_a_dead_lettered_mail(tracked):
 def test_retry_of_an_unknown_id_exits_1_and_queues_nothing(tracked):
     from sqlalchemy import select
 
-    from foldertrack.state import watch_store
+    from foldertrack.state import dead_letters_store
     from foldertrack.state.database import open_database
     from foldertrack.state.schema import dead_letters
 
@@ -214,7 +214,7 @@ def test_retry_of_an_unknown_id_exits_1_and_queues_nothing(tracked):
     try:
         with engine.begin() as conn:
             for _ in range(3):
-                watch_store.record_failure(
+                dead_letters_store.record_failure(
                     conn, ALICE, "F-x", "I-x", "boom", max_attempts=3, mail_key="mid:<p@x>"
                 )
         with engine.connect() as conn:

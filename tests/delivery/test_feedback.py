@@ -18,6 +18,7 @@ from foldertrack.ops.status import collect_status
 from foldertrack.retry import Backoff
 from foldertrack.simulator import MailSpec
 from foldertrack.sources.ews import EwsSource
+from foldertrack.state import ledger_store
 from foldertrack.state import watch_store as store
 from foldertrack.state.schema import activities, dead_letters, ledger
 from foldertrack.testing.harness import SERVICE_ACCOUNT, SERVICE_PASSWORD, Harness, options_for_tests
@@ -178,9 +179,9 @@ def test_an_item_that_moved_is_looked_up_again(world):
         ):
             with store.writing(h.engine) as conn:
                 fabrikam = mailbox.folder_id(FABRIKAM)
-                store.ledger_present(conn, ALICE, key, fabrikam, new_id)
-                entry = store.ledger_entry(conn, ALICE, key, mailbox.folder_id(CONTOSO))
-                store.ledger_left(conn, entry.id)
+                ledger_store.ledger_present(conn, ALICE, key, fabrikam, new_id)
+                entry = ledger_store.ledger_entry(conn, ALICE, key, mailbox.folder_id(CONTOSO))
+                ledger_store.ledger_left(conn, entry.id)
 
     h.sim.add_observer(sync_catches_up)
     feedback.confirmed(ALICE, key)
@@ -203,7 +204,7 @@ def test_a_mail_that_left_the_tracked_folders_is_skipped_quietly(world):
 
 def store_present(h: Harness, key: str) -> bool:
     with h.engine.connect() as conn:
-        return store.still_present(conn, key)
+        return ledger_store.still_present(conn, key)
 
 
 def test_read_only_rights_turn_feedback_off_for_the_mailbox_and_say_so(world):

@@ -5,6 +5,7 @@ clear it)."""
 from __future__ import annotations
 
 from foldertrack.ops.status import collect_status
+from foldertrack.state import dead_letters_store
 from foldertrack.state import watch_store as store
 from foldertrack.state.schema import dead_letters
 from tests.hardening.conftest import ALICE, FABRIKAM, file, mail, rows
@@ -50,7 +51,9 @@ def test_a_stale_retrying_row_is_cleared_by_the_next_sync(watching):
     gone_id = h.sim.deliver(ALICE, mail("left behind"), folder="Inbox")
     h.sim.mailbox(ALICE).move_item(gone_id, "Inbox/Elsewhere")  # a move gives a new id: the old one is gone
     with store.writing(h.engine) as conn:
-        store.record_failure(conn, ALICE, folder_id, gone_id, "ErrorItemNotFound: moved", max_attempts=3)
+        dead_letters_store.record_failure(
+            conn, ALICE, folder_id, gone_id, "ErrorItemNotFound: moved", max_attempts=3
+        )
     file(h, mail("next one"))
     h.wait_tracked("next one")
     h.wait_for(lambda: rows(h, dead_letters) == [], 10, "the stale retrying row cleared")

@@ -10,7 +10,7 @@ from sqlalchemy import event, func, select
 from foldertrack.model import Activity, Party
 from foldertrack.simulator import MailSpec
 from foldertrack.sinks.sql import SqlActivitySink
-from foldertrack.state import page_batch
+from foldertrack.state import ledger_store, page_batch
 from foldertrack.state import watch_store as store
 from foldertrack.state.schema import activities, activity_links, activity_parties, ledger
 from foldertrack.testing.harness import Harness, options_for_tests
@@ -109,8 +109,8 @@ def test_batched_writes_match_the_careful_ones(database_engine) -> None:
         assert (
             batch.ledger_entry(conn, ALICE, "<a@x>", "folder-1").item_id == "item-a"
         )  # read back from memory
-        store.ledger_present(conn, ALICE, "<b@x>", "folder-1", "item-b")
-        store.put_link(
+        ledger_store.ledger_present(conn, ALICE, "<b@x>", "folder-1", "item-b")
+        ledger_store.put_link(
             conn,
             "<b@x>",
             owner_mailbox=ALICE,

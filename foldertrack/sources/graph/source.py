@@ -44,7 +44,7 @@ from foldertrack.sources.graph.errors import (
     GraphTransientError,
 )
 from foldertrack.sources.graph.migrate import adopt_ews_state
-from foldertrack.state import watch_store as store
+from foldertrack.state import ledger_store
 from foldertrack.state.schema import ledger
 from foldertrack.targets import Target
 
@@ -255,7 +255,7 @@ class GraphSource(MailSource):
         owners: dict[str, tuple[str, str, str]] = {}  # key -> (item id here, owner's item id, owner folder)
         with engine.connect() as conn:
             for item_id, activity in fetched.items():
-                link = store.link(conn, activity.key)
+                link = ledger_store.link(conn, activity.key)
                 if (
                     link is None
                     or link.state != "tracked"
@@ -263,7 +263,7 @@ class GraphSource(MailSource):
                     or link.owner_folder_id == target.folder_id
                 ):
                     continue
-                entry = store.ledger_entry(conn, target.mailbox, activity.key, link.owner_folder_id)
+                entry = ledger_store.ledger_entry(conn, target.mailbox, activity.key, link.owner_folder_id)
                 if entry is not None and entry.state == "present":
                     owners[activity.key] = (item_id, entry.item_id, link.owner_folder_id)
         moved: set[str] = set()
