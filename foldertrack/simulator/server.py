@@ -2,12 +2,9 @@
 token endpoint; SOAP 1.1), chunked streaming, a loopback-only ``/control/faults`` endpoint, and a server
 that tracks (and on stop joins) every thread it starts.
 
-Bearer tokens are checked like Exchange Online does (audience ``https://outlook.office365.com``, app-only
-tokens need the ``full_access_as_app`` role and an ``ExchangeImpersonation`` header). A refused token
-gets Exchange's answer: 401 with ``WWW-Authenticate: Bearer client_id="00000002-0000-0ff1-ce00-…",
-trusted_issuers=…, error="invalid_token"`` and ``x-ms-diagnostics: CODE;reason="…";error_category="…"``
-(403 for a token without the role but with other permissions). The token is checked when a request
-starts: a stream already open outlives its token, as on Exchange.
+Bearer tokens are checked like Exchange Online does (:mod:`~foldertrack.simulator.bearer`; app-only tokens
+also need an ``ExchangeImpersonation`` header) when a request starts: a stream already open outlives its
+token, as on Exchange.
 """
 
 from __future__ import annotations
@@ -22,19 +19,11 @@ import struct
 import threading
 import time
 import uuid
-from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 from foldertrack.simulator import routes
-from foldertrack.simulator.identity import (
-    EXCHANGE_RESOURCE,
-    FULL_ACCESS_AS_APP,
-    BadSignature,
-    InvalidToken,
-    TokenExpired,
-    WrongAudience,
-)
+from foldertrack.simulator.bearer import BEARER_CHALLENGE, BearerRefused, check_bearer
 from foldertrack.simulator.model import EwsError
 from foldertrack.simulator.ops import SERVICES
 from foldertrack.simulator.ops.base import Context, StreamingResponse
@@ -52,24 +41,6 @@ EWS_PATH = "/ews/exchange.asmx"
 CONTROL_PATH = "/control/faults"
 MAX_BODY = 64 * 1024 * 1024
 REALM = "foldertrack-simulator"
-#: Exchange Online's bearer challenge, as it sends it with every refused token
-BEARER_CHALLENGE = (
-    'Bearer client_id="00000002-0000-0ff1-ce00-000000000000", '
-    'trusted_issuers="00000001-0000-0000-c000-000000000000@*", '
-    'token_types="app_asserted_user_v1 service_asserted_app_v1", '
-    'authorization_uri="https://login.windows.net/common/oauth2/authorize", error="invalid_token"'
-)
-
-
-class BearerRefused(Exception):
-    """Exchange's answer to a bearer token it does not take: HTTP ``status`` and ``x-ms-diagnostics``."""
-
-    def __init__(self, status: int, code: int, reason: str, category: str):
-        super().__init__(reason)
-        self.status, self.code, self.reason, self.category = status, code, reason, category
-
-    def diagnostics(self) -> str:
-        return f'{self.code};reason="{self.reason}";error_category="{self.category}"'
 
 
 class SimHTTPServer(ThreadingHTTPServer):
@@ -265,55 +236,12 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
         return self.server.sim.store.authenticate(user, password)
 
     def _bearer(self, token: str) -> Principal:
-        """An app-only token of the simulator's token endpoint, checked as Exchange Online checks it.
-
-        Wording: Exchange's own ``x-ms-diagnostics`` reasons (``2000003`` invalid_resource, ``2000008``
-        invalid_grant as seen from Exchange Online; ``2000001`` invalid_token for expired, badly signed
-        or unreadable tokens). Behind plain HTTP, Exchange sees another audience host (TLS offloading
-        breaks OAuth), so the plain listener refuses every token that way."""
+        """An app-only token of the simulator's token endpoint, checked as Exchange Online checks it
+        (:func:`~foldertrack.simulator.bearer.check_bearer`)."""
         base = getattr(self.server, "base_url", "") or "http://{}:{}".format(*self.server.server_address[:2])
-        if not base.startswith("https://"):
-            raise BearerRefused(
-                401,
-                2000003,
-                "The hostname component of the audience claim value is invalid. "
-                f"Expected '{base}'. Actual '{EXCHANGE_RESOURCE}'.",
-                "invalid_resource",
-            )
-        try:
-            claims = self.server.sim.identity.validate(token, EXCHANGE_RESOURCE)
-        except TokenExpired:
-            raise BearerRefused(401, 2000001, "The token has expired.", "invalid_token") from None
-        except WrongAudience as exc:
-            reason = (
-                "The hostname component of the audience claim value is invalid. "
-                f"Expected '{EXCHANGE_RESOURCE}'. Actual '{exc.audience}'."
-                if "://" in exc.audience
-                else "The audience claim value is invalid 'aud'."
-            )
-            raise BearerRefused(401, 2000003, reason, "invalid_resource") from None
-        except BadSignature:
-            raise BearerRefused(
-                401, 2000001, "The token has an invalid signature.", "invalid_token"
-            ) from None
-        except InvalidToken:
-            raise BearerRefused(
-                401, 2000001, "OAuth token submitted with the request can not be parsed.", "invalid_token"
-            ) from None
-        roles = claims.get("roles") or []
-        if not roles:
-            raise BearerRefused(
-                401,
-                2000008,
-                "The token contains no permissions, or permissions can not be understood.",
-                "invalid_grant",
-            )
-        if FULL_ACCESS_AS_APP not in roles:
-            raise BearerRefused(
-                403, 2000008, "The token contains not enough scope to make this call.", "invalid_grant"
-            )
+        principal = check_bearer(self.server.sim.identity, base, token)
         self._app_only = True
-        return Principal(f"app:{claims['appid']}", None, True)
+        return principal
 
     def _refuse_bearer(self, refusal: BearerRefused) -> None:
         self.send_response(refusal.status)
@@ -453,41 +381,3 @@ class EwsRequestHandler(BaseHTTPRequestHandler):
             sim.stats.open_streams(-1)
             if result.on_close is not None:
                 result.on_close()
-
-
-class Stats:
-    """``sim.stats``: request counters by operation and by outcome, open streams."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: Counter[str] = Counter()
-        self.counters: Counter[str] = Counter()
-        self.streams_open = 0
-        self.streams_total = 0
-
-    def count(self, name: str) -> None:
-        with self._lock:
-            self.counters[name] += 1
-
-    def count_operation(self, operation: str) -> None:
-        with self._lock:
-            self.requests[operation] += 1
-
-    def open_streams(self, delta: int) -> None:
-        with self._lock:
-            self.streams_open += delta
-            if delta > 0:
-                self.streams_total += 1
-
-    def snapshot(self) -> dict[str, object]:
-        with self._lock:
-            return {
-                "requests": dict(self.requests),
-                "counters": dict(self.counters),
-                "open_streams": self.streams_open,
-                "streams_total": self.streams_total,
-            }
-
-    def __getitem__(self, operation: str) -> int:
-        with self._lock:
-            return self.requests[operation]

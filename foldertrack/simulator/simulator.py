@@ -17,7 +17,8 @@ from foldertrack.simulator.identity import Identity
 from foldertrack.simulator.mime import MailSpec
 from foldertrack.simulator.model import EwsError, Folder, Mailbox
 from foldertrack.simulator.profiles import ServerProfile, profile_named
-from foldertrack.simulator.server import SimHTTPServer, Stats
+from foldertrack.simulator.server import SimHTTPServer
+from foldertrack.simulator.stats import Stats
 from foldertrack.simulator.store import Store
 from foldertrack.simulator.tls import TlsListener
 
