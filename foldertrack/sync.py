@@ -277,7 +277,7 @@ def _write_page(
                     failed.append((item_id, exc, activity))
                     continue
                 _count(result, outcome, activity)
-                (batch or store).clear_failure(conn, target.mailbox, target.folder_id, item_id)
+                (batch or dead_letters_store).clear_failure(conn, target.mailbox, target.folder_id, item_id)
             if batch is not None:
                 batch.flush(conn)
             for item_id in page.deletes:
@@ -406,7 +406,7 @@ def _track(
     mail in tracked folders of one mailbox, the one that arrived later (the server's time) decides the
     regarding, whichever folder is caught up first."""
     key = activity.key
-    page = page_batch.of(conn) or store  # a batched page answers from memory and queues new rows
+    page = page_batch.of(conn) or ledger_store  # a batched page answers from memory and queues new rows
     entry = page.ledger_entry(conn, target.mailbox, key, target.folder_id)
     if entry is not None and entry.state == "present" and entry.item_id == item_id:
         return "unchanged"

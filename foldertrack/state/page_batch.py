@@ -101,7 +101,7 @@ class PageBatch:
         }
         return cls(mailbox, folder_id, entries, links, existing, failing)
 
-    # -- the reads and writes of sync._track (same signatures as foldertrack.state.watch_store) ----------
+    # -- the reads and writes of sync._track (same signatures as ledger_store and dead_letters_store) ---
 
     def ledger_entry(self, conn: Connection, mailbox: str, mail_key: str, folder_id: str) -> Any:
         if (mailbox, folder_id) == (self.mailbox, self.folder_id) and mail_key in self.entries:
