@@ -52,8 +52,9 @@ def py_spy() -> str | None:
 
 
 def profile(pid: int, seconds: float, rate: int = 100) -> str:
-    """Sample ``pid`` with py-spy (non-blocking, busy threads only) and summarise: the functions holding
-    most samples (inclusive) and the innermost frames (where the CPU is spent), with their share."""
+    """Sample ``pid`` with py-spy (non-blocking, only the thread holding the GIL: where Python spends CPU,
+    not where threads wait) and summarise: the functions holding most samples (inclusive) and the
+    innermost frames, with their share."""
     binary = py_spy()
     if binary is None:
         return "py-spy is not installed (.venv/bin/pip install py-spy): no profile"
@@ -70,6 +71,7 @@ def profile(pid: int, seconds: float, rate: int = 100) -> str:
                 "--rate",
                 str(rate),
                 "--nonblocking",
+                "--gil",
                 "--format",
                 "raw",
                 "--output",
@@ -98,14 +100,14 @@ def profile(pid: int, seconds: float, rate: int = 100) -> str:
             leaves[frames[-1]] += n
     if not total:
         return f"py-spy: no busy samples in {seconds:.0f} s (the process was idle)"
-    own = [(f, n) for f, n in inclusive.most_common() if "foldertrack/" in f][:8]
+    own = [(f, n) for f, n in inclusive.most_common() if "foldertrack/" in f][:14]
     out_lines = [
-        f"py-spy {seconds:.0f} s at {rate} Hz: {total} samples of busy threads (every thread counted)"
+        f"py-spy {seconds:.0f} s at {rate} Hz: {total} samples of the thread holding the GIL"
     ]
     out_lines.append("  foldertrack functions by inclusive share of busy samples:")
     out_lines += [f"    {n / total * 100:5.1f} %  {f}" for f, n in own]
     out_lines.append("  innermost frames:")
-    out_lines += [f"    {n / total * 100:5.1f} %  {f}" for f, n in leaves.most_common(6)]
+    out_lines += [f"    {n / total * 100:5.1f} %  {f}" for f, n in leaves.most_common(10)]
     return "\n".join(out_lines)
 
 

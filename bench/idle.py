@@ -98,7 +98,7 @@ def measure(fleet: Fleet, engine, name: str, mailboxes: set[str], args, sim_pid:
         f"{figures['threads']} threads (simulator process meanwhile {figures['sim_cpu']:.2f} %; {load()})"
     )
     if not args.no_profile and name != "baseline":
-        print(_procs.profile(proc.pid, min(args.idle, 15.0)))
+        print(_procs.profile(proc.pid, min(args.idle, 30.0)))
     fleet.check()
     t0 = time.monotonic()
     proc.terminate(120)
