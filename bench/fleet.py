@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,9 +111,15 @@ def survey(engine: Engine) -> tuple[dict[str, str], set[str]]:
 
 
 def wait_settled(
-    engine: Engine, mailboxes: set[str], names: set[str], timeout: float, label: str
+    engine: Engine,
+    mailboxes: set[str],
+    names: set[str],
+    timeout: float,
+    label: str,
+    check: Callable[[], None] | None = None,
 ) -> tuple[float, float]:
-    """Seconds until every one of ``mailboxes`` is leased by one of ``names``, and until it also streams."""
+    """Seconds until every one of ``mailboxes`` is leased by one of ``names``, and until it also streams;
+    ``check`` (``Fleet.check``) ends the wait at once when a child died (a bad setting, say)."""
     t0 = time.monotonic()
     leased_at = None
     last_print = t0
@@ -135,6 +141,8 @@ def wait_settled(
         if now - last_print > 30:
             last_print = now
             print(f"  … {now - t0:.0f} s: {len(held)} leased, {len(mailboxes & streaming)} streaming")
+        if check is not None:
+            check()
         time.sleep(pause)
 
 
@@ -293,7 +301,7 @@ def run_fleet(args, ctx: Context, figures: dict[str, float]) -> None:
     names = [f"i{n + 1}" for n in range(args.instances)]
     for name in names:
         fleet.spawn(name)
-    leased, subscribed = wait_settled(engine, everyone, set(names), args.timeout, "start-up")
+    leased, subscribed = wait_settled(engine, everyone, set(names), args.timeout, "start-up", fleet.check)
     fleet.check()
     figures["startup"] = subscribed
     owners, _ = survey(engine)
@@ -331,7 +339,7 @@ def run_fleet(args, ctx: Context, figures: dict[str, float]) -> None:
         fleet.procs[victim].kill9()
         killed = time.monotonic()
         survivors = set(names) - {victim}
-        leased, streaming = wait_settled(engine, orphans, survivors, args.timeout, "takeover")
+        leased, streaming = wait_settled(engine, orphans, survivors, args.timeout, "takeover", fleet.check)
         figures["takeover"] = streaming
         print(
             f"\nkill -9 of {victim} ({len(orphans)} mailboxes): all leased by the others after {leased:.1f} s, "
@@ -370,7 +378,9 @@ def run_single(args, ctx: Context, figures: dict[str, float]) -> None:
     """One instance takes every mailbox: start-up, RSS, idle CPU, where the idle CPU goes."""
     engine, fleet, everyone = ctx.engine, ctx.fleet, ctx.everyone
     solo = fleet.spawn("solo")
-    leased, subscribed = wait_settled(engine, everyone, {"solo"}, args.timeout, "single start-up")
+    leased, subscribed = wait_settled(
+        engine, everyone, {"solo"}, args.timeout, "single start-up", fleet.check
+    )
     fleet.check()
     figures["single_startup"] = subscribed
     quiet = subscribed + wait_quiet(engine, args.timeout)
