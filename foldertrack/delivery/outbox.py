@@ -212,7 +212,7 @@ def claim_owners(conn: Connection, prefix: str, sink: str | None = None) -> list
     """Owners (``instance@host/pid-nonce``) starting with ``prefix`` that hold pending claims (on ``sink``'s
     entries, or on any)."""
     query = select(outbox.c.claimed_by).where(
-        outbox.c.status == "pending", outbox.c.claimed_by.like(f"{prefix}%")
+        outbox.c.status == "pending", outbox.c.claimed_by.startswith(prefix, autoescape=True)
     )
     if sink is not None:
         query = query.where(outbox.c.sink == sink)
