@@ -109,7 +109,7 @@ class WatchConfig:
     stream_per_mailbox: bool = False
     lease_ttl: float = 30.0  # foldertrack.fleet
     start_timeout: float = 60.0  # foldertrack.watch.timer: not started by then → error
-    safety_sync_rate: float = 4.0  # foldertrack.watch.timer: safety-net syncs per second at most
+    safety_sync_rate: float = 3.0  # foldertrack.watch.timer: safety-net syncs per second at most
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ class WatchOptions:
     rules_dir: Path
     poll_interval: float = 60.0
     safety_sync_interval: float = 900.0
-    safety_sync_rate: float = 4.0  # safety-net syncs per second at most: a round's length grows with size
+    safety_sync_rate: float = 3.0  # safety-net syncs per second at most: a round's length grows with size
     workers: int = 4
     debounce: float = 0.05
     max_attempts: int = 5
