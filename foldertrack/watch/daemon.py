@@ -202,10 +202,12 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
         """Wait until nothing is queued or running, and the outbox of an external sink is empty (for tests
         and the demo)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.ready.is_set() and self.dispatcher.idle() and self._delivered():
+        while (left := deadline - time.monotonic()) > 0:
+            if not self.ready.wait(min(0.05, left)):
+                continue
+            if self.dispatcher.wait_idle(min(0.25, left)) and self._delivered():
                 return True
-            time.sleep(0.01)
+            time.sleep(0.005)  # delivery still busy: look again
         return False
 
     def _delivered(self) -> bool:

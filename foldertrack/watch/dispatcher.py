@@ -119,7 +119,9 @@ class Dispatcher:
         self._hierarchy_debounce = hierarchy_debounce
         self._backoff = backoff or Backoff()
         self._name = name
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        self._idle_cond = threading.Condition(lock)  # told when nothing is queued or running (wait_idle)
         # two queues, work triggered by something (first) and background work, each in tiers (subscriptions
         # first): (background?, tier) → heap of (due, seq, key), taken in this order
         self._heaps: dict[tuple[bool, int], list[tuple[float, int, WorkKey]]] = {
@@ -217,6 +219,18 @@ class Dispatcher:
         """True when nothing is queued or running (tests and the demo wait on this)."""
         with self._cond:
             return not self._due and not self._running
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is queued or running; woken as the last piece of work ends, so the short idle
+        moments between a busy poller's rounds are not missed by looking now and then."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._due or self._running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle_cond.wait(left)
+            return True
 
     def start(self) -> None:
         for i in range(self._workers):
@@ -338,6 +352,8 @@ class Dispatcher:
                     self._dirty.discard(key)
                     self._count(key[1], -1)  # after any re-run is queued: a takeover ends only when drained
                     self._cond.notify_all()
+                    if not self._due and not self._running:
+                        self._idle_cond.notify_all()
 
     def backlog(self) -> dict[str, int]:
         """Queued or running pieces of work per mailbox, of the mailboxes that have some (O(those))."""

@@ -235,3 +235,22 @@ def test_due_subscriptions_go_before_queued_catch_ups():
     finally:
         dispatcher.stop()
     assert ran[1:3] == [("new@x", ["start"]), ("other@x", ["start"])], ran
+
+
+def test_wait_idle_is_woken_by_the_end_of_the_last_work():
+    """Tests and the demo wait for a quiet dispatcher: the end of the last piece of work wakes the waiter, so
+    the short quiet moments between a poller's rounds are seen (looking every 10 ms could miss them all on a
+    loaded machine)."""
+    dispatcher, ran, gate = _recording_dispatcher()
+    dispatcher.start()
+    try:
+        dispatcher.put(FolderChanged("blocker@x", "blocker", "event"))
+        dispatcher.put(FolderChanged("other@x", "f", "event"))
+        assert dispatcher.wait_idle(0.1) is False  # the blocker runs
+        releaser = threading.Timer(0.05, gate.set)
+        releaser.start()
+        assert dispatcher.wait_idle(5) is True
+        assert len(ran) == 2 and dispatcher.idle()
+        assert dispatcher.wait_idle(0) is True  # idle already: no wait
+    finally:
+        dispatcher.stop()
