@@ -104,6 +104,7 @@ class Watcher(LeasesMixin, ResolvingMixin, SubscribingMixin, StreamCallbacksMixi
         self.directory = RecordDirectory(engine)
         self.observer = observer or WatchObserver()
         self._lock = threading.RLock()
+        self._placing = threading.Lock()
         self._mailboxes: dict[str, MailboxState] = {}
         self._groups: list[StreamGroup] = []
         self.resubscribes = ResubscribeLimiter()  # no failure may become a resubscribe storm

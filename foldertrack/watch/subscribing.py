@@ -37,6 +37,7 @@ class SubscribingMixin:
     connector: ExchangeConnector
     ready: threading.Event
     _lock: threading.RLock
+    _placing: threading.Lock  # held while a subscription picks its stream and joins it
     _mailboxes: dict[str, MailboxState]
     _groups: list[StreamGroup]
     resubscribes: ResubscribeLimiter
@@ -75,12 +76,13 @@ class SubscribingMixin:
             raise
         state.subscribe_failures = 0
         state.failing = False
-        group = self._group_with_room()
-        with self._lock:
-            state.subscription_id = sub_id
-            state.subscribed_ids = state.watch_ids
-            state.group = group.index
-        group.add(Subscription(mailbox, sub_id, state.watch_ids))
+        with self._placing:  # choosing a stream with room and joining it is one step: two workers placing
+            group = self._group_with_room()  # at once would both find the last free seat
+            with self._lock:
+                state.subscription_id = sub_id
+                state.subscribed_ids = state.watch_ids
+                state.group = group.index
+            group.add(Subscription(mailbox, sub_id, state.watch_ids))
         log.info("%s: subscribed to %d folder(s) (stream %d)", mailbox, len(state.watch_ids), group.index)
         # Streaming has no watermark: whatever happened before this point is read by a catch-up sync, of
         # the folders and of the folder tree (a folder created or renamed meanwhile).
