@@ -33,14 +33,20 @@ def _activity(key: str, subject: str) -> Activity:
     )
 
 
+def _contoso_tracked(h: Harness):
+    """Alice's mailbox with Inbox/Customers/Contoso tracked (no record): her simulated mailbox."""
+    mb = h.add_mailbox(ALICE)
+    mb.create_folder("Inbox/Customers/Contoso")
+    h.write_rules(
+        f"mailboxes:\n  - addresses: [{ALICE}]\n    folders:\n      Inbox/Customers/Contoso:\n        record: null\n"
+    )
+    return mb
+
+
 def test_a_burst_costs_a_few_statements_per_mail(tmp_path) -> None:
     """Before batching, a new mail cost 15-18 statements (reads, two savepoints, one row at a time)."""
     with Harness(tmp_path, **options_for_tests()) as h:
-        mb = h.add_mailbox(ALICE)
-        mb.create_folder("Inbox/Customers/Contoso")
-        h.write_rules(
-            f"mailboxes:\n  - addresses: [{ALICE}]\n    folders:\n      Inbox/Customers/Contoso:\n        record: null\n"
-        )
+        mb = _contoso_tracked(h)
         ids = [
             h.sim.deliver(
                 ALICE, MailSpec(subject=f"burst {n}", sender=f"c{n % 3}@contoso.com", to=[ALICE]), "Inbox"
@@ -144,11 +150,7 @@ def test_an_empty_catch_up_takes_two_connections(tmp_path) -> None:
     from foldertrack.sync import catch_up
 
     with Harness(tmp_path, **options_for_tests()) as h:
-        mb = h.add_mailbox(ALICE)
-        mb.create_folder("Inbox/Customers/Contoso")
-        h.write_rules(
-            f"mailboxes:\n  - addresses: [{ALICE}]\n    folders:\n      Inbox/Customers/Contoso:\n        record: null\n"
-        )
+        _contoso_tracked(h)
         h.start_watcher()
         h.settle()
         (target,) = h.watcher.mailbox_state(ALICE).targets.values()
