@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, event, select
 
 from foldertrack.delivery import outbox
+from foldertrack.fleet.instances import pid_running
 from foldertrack.retry import Backoff
 from foldertrack.sinks.base import ActivitySink
 from foldertrack.state import watch_store as store
@@ -272,17 +273,9 @@ def _gone(pid: str) -> bool:
     """Whether the process with this pid (on this host) is gone: not running, or it is this very process
     (a container restarted under the same host name gets the same pid: the earlier one is dead; claims are
     looked at per sink, and one process has one delivery service per sink)."""
-    return pid == str(os.getpid()) or not _pid_alive(pid)
-
-
-def _pid_alive(text: str) -> bool:
-    """Whether a process with this pid runs on this host (unknown: assume it does)."""
+    if pid == str(os.getpid()):
+        return True
     try:
-        os.kill(int(text), 0)
-    except ValueError:
-        return True
-    except ProcessLookupError:
+        return not pid_running(int(pid))  # a zombie (killed, not yet reaped) is gone too
+    except ValueError:  # not an owner this code wrote: leave its claims alone
         return False
-    except PermissionError:
-        return True
-    return True
