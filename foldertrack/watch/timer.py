@@ -82,6 +82,8 @@ class TimerMixin:
         """The mailbox's start work (its first resolve) runs now: its start deadline counts from here. One
         still queued behind thousands of others (a large start-up, a takeover) is starting, not failing:
         "no answer from Exchange" is said only of a mailbox whose requests went unanswered."""
+        if mailbox not in self._starting:  # every later resolve (Graph: every poll) takes no lock here
+            return
         with self._lock:
             entry = self._starting.get(mailbox)
             if entry is not None and entry[1] is None:
